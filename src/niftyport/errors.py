@@ -1,0 +1,31 @@
+"""One family of exceptions for everything a user can get wrong.
+
+Every message names the file, parameter or variable at fault and the value
+found, on one line, so that the command line can print it as
+``niftyport: error: <message>`` and exit non-zero without a traceback.
+"""
+from __future__ import annotations
+
+
+class NiftyportError(Exception):
+    """Base class: a problem with the user's input, not a bug in niftyport."""
+
+
+class CheckpointError(NiftyportError):
+    """A TensorFlow checkpoint cannot be read, or is corrupt."""
+
+
+class MappingError(NiftyportError):
+    """Checkpoint variables do not map onto the PyTorch module (missing, unexpected, wrong shape)."""
+
+
+class WeightsError(NiftyportError):
+    """Pretrained weights cannot be found, downloaded or verified."""
+
+
+class ImageError(NiftyportError):
+    """An image file is missing, not NIfTI, or not a single 3-D volume of finite numbers."""
+
+
+class ConfigError(NiftyportError):
+    """A NiftyNet ``.ini`` configuration has an unknown key or an invalid value."""

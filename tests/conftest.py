@@ -1,0 +1,49 @@
+"""Shared fixtures: where the real weights, checkpoint and scans live.
+
+They are read from ``../shared`` next to the repository (or the folder named
+by ``NIFTYPORT_SHARED``); tests that need them skip with the reason when it
+is missing.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("NIFTYPORT_SHARED", REPO.parent / "shared"))
+MODELS = SHARED / "models"
+NIFTYNET_HOME = MODELS / "niftynet"
+ZOO = NIFTYNET_HOME / "models" / "highres3dnet_brain_parcellation"
+CHECKPOINT = ZOO / "models" / "model.ckpt-33000"
+THIRD_PARTY_PTH = MODELS / "highres3dnet_li_parameters-7d297872.pth"
+CONFIG = NIFTYNET_HOME / "extensions" / "highres3dnet_brain_parcellation" / "highres3dnet_config_eval.ini"
+LANDMARKS = ZOO / "databrain_std_hist_models_otsu.txt"
+CTBL = MODELS / "GIFNiftyNet.ctbl"
+REFERENCE = SHARED / "reference" / "mni152_2mm_lps_w64"
+DATA = SHARED / "data"
+
+
+def need(path: Path) -> Path:
+    """Skip the calling test unless ``path`` exists."""
+    if not path.exists():
+        pytest.skip(f"test data not available: {path.name} (looked in {path.parent}); "
+                    "set NIFTYPORT_SHARED to the shared test-data folder")
+    return path
+
+
+@pytest.fixture
+def checkpoint_prefix() -> Path:
+    need(CHECKPOINT.with_name(CHECKPOINT.name + ".index"))
+    return CHECKPOINT
+
+
+@pytest.fixture
+def third_party_pth() -> Path:
+    return need(THIRD_PARTY_PTH)
+
+
+@pytest.fixture
+def reference_dir() -> Path:
+    return need(REFERENCE)
