@@ -17,12 +17,14 @@ MODELS = SHARED / "models"
 NIFTYNET_HOME = MODELS / "niftynet"
 ZOO = NIFTYNET_HOME / "models" / "highres3dnet_brain_parcellation"
 CHECKPOINT = ZOO / "models" / "model.ckpt-33000"
+VARIABLES_CSV = CHECKPOINT.parent / "variables.csv"  # TensorFlow's own listing: name,shape,dtype,kind
 THIRD_PARTY_PTH = MODELS / "highres3dnet_li_parameters-7d297872.pth"
 CONFIG = NIFTYNET_HOME / "extensions" / "highres3dnet_brain_parcellation" / "highres3dnet_config_eval.ini"
 LANDMARKS = ZOO / "databrain_std_hist_models_otsu.txt"
 CTBL = MODELS / "GIFNiftyNet.ctbl"
 REFERENCE = SHARED / "reference" / "mni152_2mm_lps_w64"
 DATA = SHARED / "data"
+ORACLE = SHARED / "oracle"  # NiftyNet's own code as a test-time reference (reference.py)
 
 
 def need(path: Path) -> Path:
@@ -42,6 +44,21 @@ def checkpoint_prefix() -> Path:
 @pytest.fixture
 def third_party_pth() -> Path:
     return need(THIRD_PARTY_PTH)
+
+
+@pytest.fixture
+def variables_csv() -> Path:
+    return need(VARIABLES_CSV)
+
+
+@pytest.fixture
+def tf_listing(variables_csv) -> dict:
+    """TensorFlow's listing of the checkpoint: {name: (shape tuple, dtype name, kind)}."""
+    import csv
+
+    with open(variables_csv, newline="") as f:
+        return {row["name"]: (() if row["shape"] == "scalar" else tuple(int(n) for n in row["shape"].split("x")),
+                              row["dtype"], row["kind"]) for row in csv.DictReader(f)}
 
 
 @pytest.fixture

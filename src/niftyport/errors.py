@@ -29,3 +29,15 @@ class ImageError(NiftyportError):
 
 class ConfigError(NiftyportError):
     """A NiftyNet ``.ini`` configuration has an unknown key or an invalid value."""
+
+
+class ColorTableError(NiftyportError):
+    """A colour table (3D Slicer ``.ctbl``) cannot be read or holds an invalid line."""
+
+
+class GridError(NiftyportError):
+    """Two images that must share a voxel grid differ in shape or affine."""
+
+
+class OptionError(NiftyportError):
+    """An option (command line or keyword argument) has an invalid value."""

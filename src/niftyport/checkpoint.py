@@ -1,0 +1,289 @@
+"""Read and write TensorFlow (NiftyNet) checkpoints with numpy only::
+
+    ckpt = read_checkpoint("models/model.ckpt-33000")     # or the .index file, or the folder
+    [v.name for v in ckpt.variables if v.kept][0]         # 'HighRes3DNet/conv_0_bn_relu/bn_/beta'
+    ckpt.read("HighRes3DNet/conv_0_bn_relu/conv_/w")      # float32 array of shape (3, 3, 3, 1, 16)
+
+Arrays come back exactly as TensorFlow stores them: same dtype, same bytes,
+TensorFlow's layout (a 3-D convolution kernel is ``(D, H, W, in, out)``);
+:mod:`niftyport.mapping` turns them into a PyTorch ``state_dict``. The file
+format is decoded by :mod:`niftyport.tensor_bundle`; TensorFlow is never
+imported.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping
+
+import numpy as np
+
+from . import tensor_bundle as tb
+from .errors import CheckpointError, NiftyportError
+from .variable_filter import classify
+
+#: Name of TensorFlow's checkpoint state file in a model folder.
+STATE_FILE = "checkpoint"
+_DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}$")
+_STATE_LINE = re.compile(r'^\s*model_checkpoint_path\s*:\s*"((?:[^"\\]|\\.)*)"\s*$', re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class VariableInfo:
+    """One checkpoint variable: name, shape, numpy dtype, whether it is a model weight and why."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    kept: bool
+    reason: str
+    kind: str = "model"
+
+
+# --------------------------------------------------------------------------- paths
+
+def index_path(prefix: Path) -> Path:
+    return prefix.with_name(prefix.name + ".index")
+
+
+def data_path(prefix: Path, shard: int, num_shards: int) -> Path:
+    return prefix.with_name(prefix.name + tb.data_file_suffix(shard, num_shards))
+
+
+def _prefix_from_folder(folder: Path) -> Path:
+    """Checkpoint named by the folder's ``checkpoint`` state file (or its only ``.index`` file)."""
+    state = folder / STATE_FILE
+    if not state.is_file():
+        candidates = sorted(folder.glob("*.index"))
+        if len(candidates) == 1:
+            return candidates[0].with_suffix("")
+        found = ", ".join(p.name for p in candidates) or "none"
+        raise CheckpointError(f"folder {folder} has no '{STATE_FILE}' file; pass a checkpoint prefix "
+                              f"(.index files found: {found})")
+    match = _STATE_LINE.search(state.read_text(encoding="utf-8", errors="replace"))
+    if match is None:
+        raise CheckpointError(f"{state} has no model_checkpoint_path line")
+    named = Path(match.group(1).replace('\\"', '"').replace("\\\\", "\\"))
+    prefix = named if named.is_absolute() else folder / named
+    if not index_path(prefix).is_file() and named.is_absolute():
+        # a folder copied from the training machine still names its old absolute path
+        prefix = folder / named.name
+    return prefix
+
+
+def resolve_prefix(path: str | os.PathLike) -> Path:
+    """Checkpoint prefix (e.g. ``models/model.ckpt-33000``) from any way of naming a checkpoint.
+
+    Accepts the prefix itself, its ``.index``, ``.meta`` or a ``.data-*-of-*``
+    file, or a folder holding a TensorFlow ``checkpoint`` state file (whose
+    ``model_checkpoint_path`` may be relative to the folder or absolute; an
+    absolute path that does not exist is looked up in the folder by name).
+    """
+    path = Path(path)
+    if path.is_dir():
+        prefix = _prefix_from_folder(path)
+    elif path.suffix in (".index", ".meta"):
+        prefix = path.with_suffix("")
+    elif _DATA_SUFFIX.search(path.name):
+        prefix = path.with_name(_DATA_SUFFIX.sub("", path.name))
+    else:
+        prefix = path
+    if not index_path(prefix).is_file():
+        raise CheckpointError(f"no TensorFlow checkpoint at {path}: {index_path(prefix)} not found")
+    return prefix
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a TensorFlow checkpoint in any way :func:`resolve_prefix` accepts."""
+    try:
+        resolve_prefix(path)
+    except CheckpointError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- reading
+
+class Checkpoint:
+    """A TensorFlow V2 checkpoint opened for reading (index parsed, data read on demand).
+
+    Attributes:
+        prefix: the checkpoint prefix (``.../model.ckpt-33000``).
+        variables: every variable, in TensorFlow's (byte-wise name) order, each
+            classified by :mod:`niftyport.variable_filter`.
+    """
+
+    def __init__(self, prefix: Path, header: tb.BundleHeader, entries: Mapping[str, tb.BundleEntry]):
+        self.prefix = prefix
+        self.header = header
+        self._entries = dict(entries)
+        self.variables: list[VariableInfo] = []
+        source = str(index_path(prefix))
+        for name, entry in self._entries.items():
+            dtype = tb.check_entry(entry, name=name, num_shards=header.num_shards, source=source)
+            kind = classify(name, entry.shape)
+            self.variables.append(VariableInfo(name, entry.shape, dtype, kind.kept, kind.reason, kind.kind))
+        self._check_shards()
+
+    def __repr__(self) -> str:
+        kept = sum(v.kept for v in self.variables)
+        return f"Checkpoint({str(self.prefix)!r}, {len(self.variables)} variables, {kept} kept)"
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def _shard(self, shard: int) -> Path:
+        return data_path(self.prefix, shard, self.header.num_shards)
+
+    def _check_shards(self) -> None:
+        """Every data shard exists and holds the bytes its entries point to."""
+        sizes = {}
+        for shard in range(self.header.num_shards):
+            path = self._shard(shard)
+            if not path.is_file():
+                raise CheckpointError(f"checkpoint data file {path} not found")
+            sizes[shard] = path.stat().st_size
+        for name, entry in self._entries.items():
+            end = entry.offset + entry.size
+            if entry.offset < 0 or end > sizes[entry.shard_id]:
+                raise CheckpointError(f"{self._shard(entry.shard_id)} is truncated: {sizes[entry.shard_id]} bytes, "
+                                      f"but variable {name!r} needs bytes [{entry.offset}, {end})")
+
+    def _entry(self, name: str) -> tb.BundleEntry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, list(self._entries), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise CheckpointError(f"no variable {name!r} in checkpoint {self.prefix}{hint}") from None
+
+    def read_many(self, names: Iterable[str]) -> dict[str, np.ndarray]:
+        """``{name: array}`` for ``names``, each checked against its crc32c; one open per shard."""
+        names = list(names)
+        by_shard: dict[int, list[str]] = {}
+        for name in names:
+            by_shard.setdefault(self._entry(name).shard_id, []).append(name)
+        arrays = {}
+        for shard, shard_names in by_shard.items():
+            path = self._shard(shard)
+            with open(path, "rb") as f:
+                for name in shard_names:
+                    entry = self._entries[name]
+                    f.seek(entry.offset)
+                    arrays[name] = tb.decode_tensor(f.read(entry.size), entry, name=name,
+                                                    big_endian=self.header.big_endian, source=str(path))
+        return {name: arrays[name] for name in names}
+
+    def read(self, name: str) -> np.ndarray:
+        """The array of variable ``name`` (crc32c verified), TensorFlow's dtype and layout."""
+        return self.read_many([name])[name]
+
+    def model_tensors(self) -> dict[str, np.ndarray]:
+        """``{name: array}`` of the kept (model) variables only."""
+        return self.read_many(v.name for v in self.variables if v.kept)
+
+    def slots(self, kind: str = "Adam") -> dict[str, np.ndarray]:
+        """Copies stored as ``<variable>/<kind>``, keyed by ``<variable>``.
+
+        ``kind`` is an optimizer slot (``"Adam"``, ``"Adam_1"``, ``"Momentum"`` ...)
+        or ``"ExponentialMovingAverage"`` for the moving-average shadow weights.
+        """
+        suffix = "/" + kind
+        names = [v.name for v in self.variables if v.name.endswith(suffix) and not v.kept]
+        if not names:
+            present = sorted({v.kind for v in self.variables
+                              if not v.kept and v.name.endswith("/" + v.kind)})
+            raise CheckpointError(f"checkpoint {self.prefix} has no {kind!r} slots "
+                                  f"(slot kinds present: {', '.join(present) or 'none'})")
+        return {name[:-len(suffix)]: array for name, array in self.read_many(names).items()}
+
+    def verify(self) -> None:
+        """Read every variable once, checking each crc32c; raises :class:`CheckpointError` at the first bad one."""
+        self.read_many(self._entries)
+
+
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Open the checkpoint named by ``path`` (prefix, ``.index``, ``.data-*`` file, or folder).
+
+    The index is parsed and every block checksum verified; data shards must
+    exist and be long enough. Tensor checksums are verified on each read.
+    """
+    prefix = resolve_prefix(path)
+    index = index_path(prefix)
+    header, entries = tb.decode_index(index.read_bytes(), source=str(index))
+    return Checkpoint(prefix, header, entries)
+
+
+# --------------------------------------------------------------------------- writing
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path in ``path``'s folder; on success it replaces ``path`` in one rename.
+
+    On error the temporary file is removed and ``path`` is left untouched.
+    A read-only file or folder is never written into, even by a user (such as
+    root) whom permissions would not stop.
+    """
+    path = Path(path)
+    for what, existing in (("file", path), ("folder", path.parent)):
+        if existing.exists() and not existing.stat().st_mode & 0o222:
+            raise NiftyportError(f"{what} {existing} is read-only; not writing {path.name} there")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _as_numpy(value) -> np.ndarray:
+    """numpy view of an array-like; torch tensors are detached and moved to the CPU first."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def checkpoint_files(prefix: str | os.PathLike) -> tuple[Path, Path]:
+    """``(.index, .data-00000-of-00001)`` paths that :func:`write_checkpoint` writes for ``prefix``."""
+    prefix = Path(prefix)
+    return index_path(prefix), data_path(prefix, 0, 1)
+
+
+def write_checkpoint(prefix: str | os.PathLike, tensors: Mapping[str, np.ndarray], *,
+                     global_step: int | None = None) -> Path:
+    """Write ``tensors`` as a TensorFlow V2 checkpoint; returns the prefix.
+
+    Writes ``PREFIX.index`` and ``PREFIX.data-00000-of-00001`` (each to a
+    temporary file first, then renamed), and a ``checkpoint`` state file in
+    the folder naming this checkpoint (replacing any existing one, as
+    TensorFlow's ``Saver`` does). Arrays are stored as given (dtype, shape,
+    layout; C order, little-endian); ``global_step`` adds an int64 scalar
+    ``global_step`` variable. TensorFlow reads the result with
+    ``tf.train.load_checkpoint``.
+    """
+    prefix = Path(prefix)
+    arrays = {name: _as_numpy(value) for name, value in tensors.items()}
+    if global_step is not None:
+        if "global_step" in arrays:
+            raise CheckpointError("write_checkpoint: 'global_step' given both as a tensor and as global_step=")
+        arrays["global_step"] = np.asarray(global_step, dtype=np.int64)
+    index_bytes, data_bytes = tb.encode_bundle(arrays)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    index_file, data_file = checkpoint_files(prefix)
+    for path, payload in ((data_file, data_bytes), (index_file, index_bytes)):
+        with atomic_output(path) as tmp:
+            tmp.write_bytes(payload)
+    state = f'model_checkpoint_path: "{prefix.name}"\nall_model_checkpoint_paths: "{prefix.name}"\n'
+    with atomic_output(prefix.parent / STATE_FILE) as tmp:
+        tmp.write_text(state, encoding="utf-8")
+    return prefix

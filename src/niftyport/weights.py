@@ -1,0 +1,272 @@
+"""Pretrained HighRes3DNet weights: find them, load them from any format, save them.
+
+Sources :func:`load_state_dict` understands, told apart by their files and keys:
+
+* a NiftyNet (TensorFlow) checkpoint: prefix, ``.index``/``.data-*`` file or model folder;
+* niftyport's own ``.safetensors`` or ``.pth`` (keys of :class:`~niftyport.network.HighRes3DNet`);
+* the third-party PyTorch port's ``.pth`` (keys ``block.N.…``), the file
+  :func:`resolve_weights` downloads.
+
+``.pth`` files are always read with ``torch.load(weights_only=True)``: no
+pickled code runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from .checkpoint import Checkpoint, atomic_output, is_checkpoint, read_checkpoint, write_checkpoint
+from .errors import WeightsError
+from .mapping import (HIGHRES3DNET_NIFTYNET_RULES, HIGHRES3DNET_THIRD_PARTY_RULES, Expected, Rule, RuleSet,
+                      convert_state_dict, export_state_dict)
+from .network import HighRes3DNet
+
+#: The third-party port's weights: file name, upstream location (the ``hubconf.py`` of
+#: github.com/fepegar/highresnet points there) and SHA-256.
+WEIGHTS_FILENAME = "highres3dnet_li_parameters-7d297872.pth"
+WEIGHTS_URL = f"https://github.com/fepegar/highresnet-models/raw/master/{WEIGHTS_FILENAME}"
+WEIGHTS_SHA256 = "7d2978724469087fa46d5beda42edc7b5941cdec2065e310534ca8a7a5d15edc"
+ENV_WEIGHTS = "NIFTYPORT_WEIGHTS"
+ENV_CACHE_DIR = "NIFTYPORT_CACHE_DIR"
+
+#: Keys of niftyport's own files map onto themselves.
+NIFTYPORT_RULES = RuleSet((Rule("{key:.+}", "{key}"),), name="niftyport keys")
+
+#: How a ``state_dict`` file's layout is recognised: (description, key regex, rules).
+#: The first row whose regex matches any key decides; otherwise the keys are niftyport's.
+LAYOUTS: tuple[tuple[str, str, RuleSet], ...] = (
+    ("third-party HighRes3DNet port", r"block\.\d+\.(convolutional|dilation)_block\..+",
+     HIGHRES3DNET_THIRD_PARTY_RULES),
+    ("NiftyNet variable names", r"HighRes3DNet/.+", HIGHRES3DNET_NIFTYNET_RULES),
+)
+
+
+# --------------------------------------------------------------------------- finding the file
+
+def cache_dir() -> Path:
+    """``$NIFTYPORT_CACHE_DIR``, else ``$XDG_CACHE_HOME/niftyport``, else ``~/.cache/niftyport``."""
+    if os.environ.get(ENV_CACHE_DIR):
+        return Path(os.environ[ENV_CACHE_DIR]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "niftyport"
+
+
+def _existing(path: str | os.PathLike, what: str) -> Path:
+    path = Path(path).expanduser()
+    if path.is_file() or is_checkpoint(path):
+        return path
+    raise WeightsError(f"{what} {path} not found (neither a weights file nor a TensorFlow checkpoint)")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_weights(dest: Path, *, url: str = WEIGHTS_URL, sha256: str = WEIGHTS_SHA256) -> Path:
+    """Download ``url`` to ``dest`` (atomically) and check its SHA-256; returns ``dest``."""
+    from tqdm import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, atomic_output(dest) as tmp:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with open(tmp, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=dest.name,
+                                              disable=not sys.stderr.isatty()) as bar:
+                for chunk in iter(lambda: response.read(1 << 16), b""):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+            if digest.hexdigest() != sha256:
+                raise WeightsError(f"download from {url} has sha256 {digest.hexdigest()}, expected {sha256}")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise WeightsError(f"cannot download weights from {url} ({reason}); pass a weights file "
+                           f"or set {ENV_WEIGHTS}") from None
+    return dest
+
+
+def resolve_weights(explicit: str | os.PathLike | None = None, *, download: bool = True) -> Path:
+    """Where the HighRes3DNet weights are, in this order:
+
+    1. ``explicit`` (a weights file or a checkpoint), when given;
+    2. the environment variable ``NIFTYPORT_WEIGHTS``;
+    3. the cache, ``cache_dir() / WEIGHTS_FILENAME``, if its SHA-256 is right;
+    4. a download from ``WEIGHTS_URL`` into the cache (SHA-256 checked), unless ``download=False``.
+    """
+    if explicit is not None:
+        return _existing(explicit, "weights")
+    if os.environ.get(ENV_WEIGHTS):
+        return _existing(os.environ[ENV_WEIGHTS], f"${ENV_WEIGHTS}:")
+    cached = cache_dir() / WEIGHTS_FILENAME
+    if cached.is_file() and sha256_of(cached) == WEIGHTS_SHA256:
+        return cached
+    if not download:
+        raise WeightsError(f"no HighRes3DNet weights: pass a file, set {ENV_WEIGHTS}, or put "
+                           f"{WEIGHTS_FILENAME} in {cached.parent}")
+    return download_weights(cached)
+
+
+# --------------------------------------------------------------------------- reading
+
+def detect_rules(keys: Any) -> RuleSet:
+    """The rule set for a ``state_dict`` with these keys (see :data:`LAYOUTS`)."""
+    keys = list(keys)
+    for _, pattern, rules in LAYOUTS:
+        if any(re.fullmatch(pattern, key) for key in keys):
+            return rules
+    return NIFTYPORT_RULES
+
+
+def read_tensors(source: str | os.PathLike) -> tuple[dict[str, Any], RuleSet]:
+    """Raw tensors of a weights source, keyed as stored, and the rules that map them to niftyport keys.
+
+    A checkpoint gives its kept (model) variables as numpy arrays; files give torch tensors.
+    """
+    path = Path(source)
+    if is_checkpoint(path):
+        return read_checkpoint(path).model_tensors(), HIGHRES3DNET_NIFTYNET_RULES
+    if not path.is_file():
+        raise WeightsError(f"weights {path} not found")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(path)
+        except (SafetensorError, ValueError) as exc:
+            raise WeightsError(f"cannot read {path} as safetensors: {exc}") from None
+    elif suffix in (".pth", ".pt", ".bin"):
+        try:
+            tensors = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # pickle, zip and torch errors alike: the file is not a state_dict
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise WeightsError(f"cannot read {path} with torch.load(weights_only=True): {first_line}") from None
+        if not isinstance(tensors, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()):
+            raise WeightsError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
+    else:
+        raise WeightsError(f"unknown weights format {path.suffix!r} for {path}: expected a TensorFlow "
+                           "checkpoint, .safetensors or .pth")
+    return dict(tensors), detect_rules(tensors)
+
+
+def load_state_dict(source: str | os.PathLike, *, expected: Expected | None = None) -> dict[str, torch.Tensor]:
+    """HighRes3DNet ``state_dict`` (niftyport keys and layouts) from any supported source.
+
+    Checked strictly against ``expected`` (default: a ``HighRes3DNet()``'s
+    keys and shapes); values are bit-identical to the source's. NiftyNet
+    checkpoints have no ``num_batches_tracked``, so it is absent then.
+    """
+    tensors, rules = read_tensors(source)
+    return convert_state_dict(tensors, rules, expected=HighRes3DNet() if expected is None else expected)
+
+
+def _load_into(model: torch.nn.Module, state: Mapping[str, torch.Tensor], rules: RuleSet) -> torch.nn.Module:
+    """``model.load_state_dict(strict=True)``, keys ``rules`` excuses (BatchNorm counters) kept from ``model``."""
+    full = {key: value for key, value in model.state_dict().items() if rules.ignores_target(key)}
+    full.update(state)
+    try:
+        model.load_state_dict(full, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"weights do not fit {type(model).__name__}: {str(exc).splitlines()[0]}") from None
+    return model
+
+
+def load_niftynet_weights(model: torch.nn.Module, checkpoint: str | os.PathLike | Checkpoint, *,
+                          rules: RuleSet = HIGHRES3DNET_NIFTYNET_RULES) -> torch.nn.Module:
+    """Load a NiftyNet checkpoint's model variables into ``model`` (strict); returns ``model``.
+
+    ``rules`` maps the checkpoint's names and layouts onto ``model``'s keys;
+    give your own :class:`~niftyport.mapping.RuleSet` for another network.
+    """
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else read_checkpoint(checkpoint)
+    return _load_into(model, convert_state_dict(ckpt.model_tensors(), rules, expected=model), rules)
+
+
+def load_weights(source: str | os.PathLike | None = None, *, device: str | torch.device = "cpu") -> HighRes3DNet:
+    """A pretrained ``HighRes3DNet`` (160 GIF labels) in eval mode on ``device``.
+
+    ``source`` is any weights file or checkpoint; without it the weights are
+    found by :func:`resolve_weights` (which may download them once).
+    """
+    model = HighRes3DNet()
+    tensors, rules = read_tensors(resolve_weights(source))
+    _load_into(model, convert_state_dict(tensors, rules, expected=model), rules)
+    return model.to(device).eval()
+
+
+# --------------------------------------------------------------------------- writing
+
+def _plain_tensors(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    return {key: torch.as_tensor(value).detach().cpu().contiguous() for key, value in state_dict.items()}
+
+
+def save_safetensors(state_dict: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``state_dict`` to a ``.safetensors`` file (atomically); returns its path."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp:
+        save_file(_plain_tensors(state_dict), str(tmp), metadata={"format": "pt"})
+    return path
+
+
+def save_pth(state_dict: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``state_dict`` with ``torch.save`` (plain dict of tensors, atomically); returns its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp:
+        torch.save(_plain_tensors(state_dict), tmp)
+    return path
+
+
+def niftynet_debias_variables(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Zero-debias variables NiftyNet's graph expects beside each batch-norm moving average.
+
+    NiftyNet's ``BNLayer`` (niftynet/layer/bn.py) calls
+    ``assign_moving_average(zero_debias=True)`` even at inference, creating
+    ``S/S/moving_mean/biased`` (same shape) and ``S/S/moving_mean/local_step``
+    (float32 scalar) for each ``S/moving_mean`` (and ``moving_variance``);
+    NiftyNet's restorer loads every variable of its graph, so a checkpoint
+    without them fails there. They only matter when training resumes; they
+    are written as zeros, i.e. a fresh average.
+    """
+    extra = {}
+    for name, array in tensors.items():
+        scope, _, stat = name.rpartition("/")
+        if scope and stat in ("moving_mean", "moving_variance"):
+            extra[f"{scope}/{name}/biased"] = np.zeros_like(array)
+            extra[f"{scope}/{name}/local_step"] = np.zeros((), dtype=np.float32)
+    return extra
+
+
+def export_niftynet(state_dict: Mapping[str, Any], prefix: str | os.PathLike, *,
+                    rules: RuleSet = HIGHRES3DNET_NIFTYNET_RULES, global_step: int | None = None,
+                    debias_variables: bool = True) -> Path:
+    """Write a ``state_dict`` as a NiftyNet checkpoint (names and layouts by ``rules`` reversed).
+
+    With ``debias_variables`` the checkpoint also holds the batch-norm
+    zero-debias variables NiftyNet needs to restore it
+    (:func:`niftynet_debias_variables`). Returns the prefix.
+    """
+    tensors = export_state_dict(state_dict, rules)
+    if debias_variables:
+        tensors.update(niftynet_debias_variables(tensors))
+    return write_checkpoint(prefix, tensors, global_step=global_step)
+
