@@ -106,11 +106,11 @@ def test_outputs_never_replace_inputs_and_need_force(capsys, third_party_pth, tm
     assert_one_line_error(status, err, "exists; use --force")
     assert run(capsys, "convert", third_party_pth, "-o", out_file, "--force")[0] == 0
     status, _, err = run(capsys, "convert", out_file, "-o", out_file, "--force")
-    assert_one_line_error(status, err, "is one of the input files")
+    assert_one_line_error(status, err, "is the input file")
     prefix = tmp_path / "ckpt" / "model.ckpt-1"
     assert run(capsys, "export", out_file, "-o", prefix)[0] == 0
     status, _, err = run(capsys, "export", prefix, "-o", prefix, "--force")
-    assert_one_line_error(status, err, "is one of the input files")
+    assert_one_line_error(status, err, "is the input file")
 
 
 def test_read_only_outputs_are_never_replaced(capsys, third_party_pth, tmp_path):

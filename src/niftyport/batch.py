@@ -13,9 +13,9 @@ import io
 import logging
 from pathlib import Path
 
-from .checkpoint import atomic_output
 from .config import Config
 from .image_io import save_labels
+from .outputs import atomic_output
 from .pipeline import resolve_device, run_parcellation
 from .subjects import find_subjects
 

@@ -15,16 +15,15 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 
 from . import tensor_bundle as tb
 from .errors import CheckpointError, NiftyportError
+from .outputs import atomic_output
 from .variable_filter import classify
 
 #: Name of TensorFlow's checkpoint state file in a model folder.
@@ -220,31 +219,6 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
 
 
 # --------------------------------------------------------------------------- writing
-
-@contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in ``path``'s folder; on success it replaces ``path`` in one rename.
-
-    On error the temporary file is removed and ``path`` is left untouched.
-    A read-only file or folder is never written into, even by a user (such as
-    root) whom permissions would not stop.
-    """
-    path = Path(path)
-    for what, existing in (("file", path), ("folder", path.parent)):
-        if existing.exists() and not existing.stat().st_mode & 0o222:
-            raise NiftyportError(f"{what} {existing} is read-only; not writing {path.name} there")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
 
 def _as_numpy(value) -> np.ndarray:
     """numpy view of an array-like; torch tensors are detached and moved to the CPU first."""

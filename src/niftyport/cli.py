@@ -13,6 +13,7 @@ import click
 
 from . import __version__
 from .errors import NiftyportError
+from .outputs import check_outputs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,16 +48,6 @@ def _checkpoint_inputs(path):
     prefix = resolve_prefix(path)
     files = [Path(p) for p in glob.glob(glob.escape(str(prefix)) + ".*")]
     return files + ([path / STATE_FILE] if path.is_dir() else [])
-
-
-def _check_outputs(outputs, inputs, *, force: bool) -> None:
-    """Refuse an output that is an input file, or that exists without ``--force``."""
-    resolved = {p.resolve() for p in inputs}
-    for out in outputs:
-        if out.resolve() in resolved:
-            raise NiftyportError(f"output {out} is one of the input files; choose another name")
-        if out.exists() and not force:
-            raise NiftyportError(f"output {out} exists; use --force to overwrite it")
 
 
 def _drop_summary(variables) -> list[str]:
@@ -128,7 +119,7 @@ def variables_command(path: str, csv_path: str | None, show_all: bool, verify: b
         click.echo(line)
     if csv_path is not None:
         out = Path(csv_path)
-        _check_outputs([out], _checkpoint_inputs(path), force=True)
+        check_outputs([out], _checkpoint_inputs(path), force=True)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["name", "shape", "dtype", "kind", "kept", "reason"])
@@ -167,7 +158,7 @@ def convert_command(path: str, output: str, network: str, rules_path: str | None
     from .weights import read_tensors, save_pth, save_safetensors
 
     outputs = [Path(output)] + ([Path(pth_path)] if pth_path else [])
-    _check_outputs(outputs, _checkpoint_inputs(path), force=force)
+    check_outputs(outputs, _checkpoint_inputs(path), force=force)
     if len({p.resolve() for p in outputs}) != len(outputs):
         raise NiftyportError(f"-o and --pth name the same file {output}")
     model = _build_network(network)
@@ -221,7 +212,7 @@ def export_command(weights: str, output: str, rules_path: str | None, global_ste
     from .weights import export_niftynet, load_state_dict, read_tensors
 
     prefix = Path(output)
-    _check_outputs(checkpoint_files(prefix), _checkpoint_inputs(weights), force=force)
+    check_outputs(checkpoint_files(prefix), _checkpoint_inputs(weights), force=force)
     if rules_path is not None:
         rules = load_rules(rules_path)
         state, _ = read_tensors(weights)
@@ -240,21 +231,6 @@ def export_command(weights: str, output: str, rules_path: str | None, global_ste
 # --- compare/report commands ---
 # niftyport compare / volumes / report: check a parcellation by numbers (differing voxels, Dice,
 # volumes) and by eye (slices, overlays, histograms, kernel weights in one HTML page).
-
-def _refuse_overwrite(outputs, inputs) -> None:
-    """Stop before any output path is one of the input files."""
-    import os
-    from pathlib import Path
-
-    from .errors import OptionError
-
-    for out in outputs:
-        for src in inputs:
-            if src is None or not Path(out).exists() or not Path(src).exists():
-                continue
-            if os.path.samefile(out, src):
-                raise OptionError(f"output {out} is the input file {src}; choose another output path")
-
 
 def _colour_table(labels_path):
     from .colortable import read_ctbl
@@ -282,7 +258,7 @@ def compare_command(ctx, a, b, labels_path, tolerance, json_path, top):
     at most --tolerance voxels differ, 1 when more do, 2 for bad input
     (unreadable files, different grids or affines).
     """
-    from .colortable import write_text_atomic
+    from .outputs import write_text_atomic
     from .compare import check_same_grid, compare_labels, tolerance_voxels
     from .volumes import load_label_image
 
@@ -292,7 +268,7 @@ def compare_command(ctx, a, b, labels_path, tolerance, json_path, top):
     check_same_grid(first.data.shape, first.affine, second.data.shape, second.affine, name_a=a, name_b=b)
     allowed = tolerance_voxels(tolerance, first.data.size)
     if json_path:
-        _refuse_overwrite([json_path], [a, b, labels_path])
+        check_outputs([json_path], [a, b, labels_path])
     result = compare_labels(first.data, second.data, voxel_mm3=first.voxel_mm3, table=table,
                             name_a=a, name_b=b)
     click.echo(result.summary(top=top))
@@ -322,7 +298,7 @@ def volumes_command(parcellation, labels_path, output, with_background):
     image = load_label_image(parcellation)
     volumes = label_volumes(image.data, image.voxel_mm3, table, include_background=with_background)
     if output:
-        _refuse_overwrite([output], [parcellation, labels_path])
+        check_outputs([output], [parcellation, labels_path])
         write_volumes_csv(volumes, output)
         total = sum(v.mm3 for v in volumes)
         click.echo(f"wrote {output}: {len(volumes)} labels, {total:.1f} mm^3 "
@@ -367,7 +343,7 @@ def report_command(image, parcellation, reference, labels_path, weights, config_
         ref = load_label_image(reference)
         check_same_grid(labels.data.shape, labels.affine, ref.data.shape, ref.affine,
                         name_a=parcellation, name_b=reference)
-    _refuse_overwrite([Path(output) / name for name in FILES],
+    check_outputs([Path(output) / name for name in FILES],
                       [image, parcellation, reference, labels_path, config_path])
     notes = {}
     pre, notes["preprocessing"] = preprocessing_from_image(image, config_path)
@@ -485,7 +461,7 @@ def parcellate_command(image, output, config_path, niftynet_home, window, border
         click.echo(f"wrote {len(written)} label map(s) into {written[0].parent if written else '-'}")
         return
     out = Path(output or _output_path_for(image))
-    _check_outputs([out], [Path(image)], force=force)
+    check_outputs([out], [Path(image)], force=force)
     from .image_io import save_labels
     from .pipeline import run_parcellation
 

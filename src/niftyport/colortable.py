@@ -35,7 +35,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from .checkpoint import atomic_output
+from .outputs import write_text_atomic
 from .errors import ColorTableError
 
 #: Raw GIF label numbers in the order of HighRes3DNet's output indices 0..159
@@ -212,20 +212,7 @@ def format_ctbl(table: ColorTable) -> str:
 
 def write_ctbl(table: ColorTable, path: str | os.PathLike) -> Path:
     """Write ``table`` to ``path`` atomically (temporary file, then rename)."""
-    path = Path(path)
-    write_text_atomic(path, format_ctbl(table))
-    return path
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same folder."""
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
+    return write_text_atomic(path, format_ctbl(table))
 
 
 def palette_rgba(label: int) -> tuple[int, int, int, int]:

@@ -25,7 +25,6 @@ of the input files.
 from __future__ import annotations
 
 import os
-import tempfile
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -34,6 +33,7 @@ import nibabel as nib
 import numpy as np
 
 from .errors import ImageError
+from .outputs import atomic_output, check_outputs
 
 def _name(source: object) -> str:
     return str(source) if source is not None else "<in-memory image>"
@@ -188,13 +188,6 @@ def load_image(image: str | os.PathLike | nib.Nifti1Image) -> nib.Nifti1Image:
     return out
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
-
-
 def label_image(labels: np.ndarray, affine: np.ndarray,
                 header_like: nib.Nifti1Header | None = None) -> nib.Nifti1Image:
     """An int32 label map as the in-memory NIfTI image :func:`save_labels` writes.
@@ -222,29 +215,14 @@ def save_labels(path: str | os.PathLike, labels: np.ndarray, affine: np.ndarray,
     from ``header_like`` only the spatial/time units are copied (NiftyNet
     leaves them unknown) so that voxel volumes read in mm.
 
-    Raises :class:`ImageError` if ``path`` is one of ``input_paths`` or its
-    folder does not exist.
+    Raises :class:`NiftyportError` if ``path`` is one of ``input_paths`` or
+    its folder does not exist.
     """
     path = Path(path)
-    for src in input_paths:
-        if src is not None and _same_file(path, Path(src)):
-            raise ImageError(f"{path}: refusing to overwrite the input image {src}")
+    check_outputs([path], input_paths)
     labels = np.asarray(labels)
     if labels.ndim != 3 or labels.dtype.kind not in "biu":
         raise ImageError(f"{path}: labels must be a 3-D integer array, got {labels.dtype} {labels.shape}")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ImageError(f"{path}: output folder {folder} does not exist")
-    img = label_image(labels, affine, header_like)
-    suffix = ".nii.gz" if path.name.endswith(".gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
-    os.close(fd)
-    try:
-        nib.save(img, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp made it private; the usual mode of a written file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp:
+        nib.save(label_image(labels, affine, header_like), tmp)
     return path

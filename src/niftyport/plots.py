@@ -30,7 +30,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .colortable import ColorTable, fallback_table, write_bytes_atomic
+from .colortable import ColorTable, fallback_table
+from .outputs import write_bytes_atomic
 from .errors import ImageError, OptionError
 from .orientation import RAS, affine_axcodes, reorient, reoriented_affine
 

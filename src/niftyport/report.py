@@ -35,7 +35,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from . import __version__
-from .colortable import ColorTable, fallback_table, format_ctbl, write_text_atomic
+from .colortable import ColorTable, fallback_table, format_ctbl
+from .outputs import write_text_atomic
 from .compare import CompareResult, compare_labels
 from .errors import GridError, NiftyportError, OptionError
 from .plots import (CONTRAST_PERCENTILES, centre_of_mass_mm, plot_difference_slices, plot_histogram,

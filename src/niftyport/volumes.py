@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .colortable import ColorTable, fallback_table, write_text_atomic
+from .colortable import ColorTable, fallback_table
+from .outputs import write_text_atomic
 from .errors import ImageError
 
 #: NIfTI spatial units (``xyzt_units``) in millimetres; "unknown" is taken as mm.

@@ -24,7 +24,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from .checkpoint import Checkpoint, atomic_output, is_checkpoint, read_checkpoint, write_checkpoint
+from .outputs import atomic_output
+from .checkpoint import Checkpoint, is_checkpoint, read_checkpoint, write_checkpoint
 from .errors import WeightsError
 from .mapping import (HIGHRES3DNET_NIFTYNET_RULES, HIGHRES3DNET_THIRD_PARTY_RULES, Expected, Rule, RuleSet,
                       convert_state_dict, export_state_dict)
