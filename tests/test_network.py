@@ -48,3 +48,14 @@ def test_shortcut_zero_padding_is_split_evenly():
         y = block(x)  # convs are zero: the output is the padded shortcut
     assert torch.equal(y[:, 8:24], x)
     assert y[:, :8].abs().max() == 0 and y[:, 24:].abs().max() == 0
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"in_channels": 2, "num_classes": 5, "hidden_1x1": False}])
+def test_torch_free_shape_table_matches_the_module(kwargs):
+    from niftyport.architecture import state_dict_shapes
+
+    args = (kwargs.get("in_channels", 1), kwargs.get("num_classes", 160))
+    module = HighRes3DNet(*args, hidden_1x1=kwargs.get("hidden_1x1", True)).state_dict()
+    table = state_dict_shapes(*args, hidden_1x1=kwargs.get("hidden_1x1", True))
+    assert list(table) == list(module)
+    assert all(tuple(module[k].shape) == shape for k, shape in table.items())

@@ -59,28 +59,30 @@ def _drop_summary(variables) -> list[str]:
     return [f"  dropped {n:4d} {kind}: {reasons[kind]}" for kind, n in counts.most_common()]
 
 
-def _build_network(spec: str):
-    """``"highres3dnet"`` -> HighRes3DNet(); ``"none"`` -> None; ``"package.module:callable"`` -> its module."""
+def _expected_keys(spec: str):
+    """What ``convert`` must produce, and its name for messages.
+
+    ``"highres3dnet"`` -> HighRes3DNet's key/shape table (no torch needed);
+    ``"none"`` -> no check; ``"package.module:callable"`` -> the module it builds.
+    """
     import importlib
 
-    import torch
-
-    from .network import HighRes3DNet
+    from .architecture import state_dict_shapes
 
     if spec.lower() == "highres3dnet":
-        return HighRes3DNet()
+        return state_dict_shapes(), "HighRes3DNet"
     if spec.lower() == "none":
-        return None
+        return None, "no module check"
     module_name, _, attr = spec.partition(":")
     try:
         model = getattr(importlib.import_module(module_name), attr)()
     except (ImportError, AttributeError, ValueError, TypeError) as exc:
         raise click.BadParameter(f"cannot build {spec!r} ({exc}); use 'highres3dnet', 'none' or "
                                  "'package.module:callable'", param_hint="--network") from None
-    if not isinstance(model, torch.nn.Module):
+    if not hasattr(model, "state_dict"):
         raise click.BadParameter(f"{spec!r} gave a {type(model).__name__}, not a torch.nn.Module",
                                  param_hint="--network")
-    return model
+    return model, type(model).__name__
 
 
 @cli.command("variables")
@@ -154,14 +156,14 @@ def convert_command(path: str, output: str, network: str, rules_path: str | None
     from pathlib import Path
 
     from .checkpoint import is_checkpoint, read_checkpoint
-    from .mapping import HIGHRES3DNET_NIFTYNET_RULES, convert_state_dict, load_rules
+    from .mapping import HIGHRES3DNET_NIFTYNET_RULES, load_rules, map_tensors
     from .weights import read_tensors, save_pth, save_safetensors
 
     outputs = [Path(output)] + ([Path(pth_path)] if pth_path else [])
     check_outputs(outputs, _checkpoint_inputs(path), force=force)
     if len({p.resolve() for p in outputs}) != len(outputs):
         raise NiftyportError(f"-o and --pth name the same file {output}")
-    model = _build_network(network)
+    expected, target = _expected_keys(network)
     start = time.perf_counter()
     if is_checkpoint(path):
         ckpt = read_checkpoint(path)
@@ -175,9 +177,8 @@ def convert_command(path: str, output: str, network: str, rules_path: str | None
         tensors, rules = read_tensors(path)
     if rules_path is not None:
         rules = load_rules(rules_path)
-    state = convert_state_dict(tensors, rules, expected=model)
+    state = map_tensors(tensors, rules, expected=expected)  # numpy: no torch unless a .pth is asked for
     seconds = time.perf_counter() - start
-    target = type(model).__name__ if model is not None else "no module check"
     click.echo(f"mapped {len(state)} tensors with {rules.name} onto {target} in {seconds:.2f} s")
     for out in outputs:
         (save_pth if out.suffix.lower() in (".pth", ".pt") else save_safetensors)(state, out)

@@ -17,39 +17,16 @@ which gives the same result for such sizes and also accepts any other size.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .architecture import FIRST_CHANNELS, HIDDEN_1x1_CHANNELS, RECEPTIVE_FIELD_RADIUS, STAGES  # noqa: F401
 
 #: Batch-norm epsilon of NiftyNet's ``BNLayer``.
 BN_EPS = 1e-5
 #: NiftyNet's ``moving_decay`` 0.9 is PyTorch momentum 0.1.
 BN_MOMENTUM = 0.1
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One stage of residual blocks: NiftyNet scope prefix, width, dilation, repeats."""
-
-    name: str
-    channels: int
-    dilation: int
-    repeat: int = 3
-
-
-#: The architecture as data (NiftyNet's ``self.layers``).
-STAGES: tuple[Stage, ...] = (
-    Stage("res_1", 16, 1),
-    Stage("res_2", 32, 2),
-    Stage("res_3", 64, 4),
-)
-FIRST_CHANNELS = 16
-HIDDEN_1x1_CHANNELS = 80
-
-#: Receptive-field radius in voxels: 1 (conv_0) + 2 convs x 3 blocks x (1 + 2 + 4).
-RECEPTIVE_FIELD_RADIUS = 1 + 2 * sum(s.repeat * s.dilation for s in STAGES)
 
 
 class ConvBN(nn.Module):

@@ -19,17 +19,21 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-import torch
 
-from .outputs import atomic_output
+from .architecture import state_dict_shapes
 from .checkpoint import Checkpoint, is_checkpoint, read_checkpoint, write_checkpoint
 from .errors import WeightsError
 from .mapping import (HIGHRES3DNET_NIFTYNET_RULES, HIGHRES3DNET_THIRD_PARTY_RULES, Expected, Rule, RuleSet,
                       convert_state_dict, export_state_dict)
-from .network import HighRes3DNet
+from .outputs import atomic_output
+
+if TYPE_CHECKING:  # torch is imported where it is needed: reading a checkpoint into safetensors needs none
+    import torch
+
+    from .network import HighRes3DNet
 
 #: The third-party port's weights: file name, upstream location (the ``hubconf.py`` of
 #: github.com/fepegar/highresnet points there) and SHA-256.
@@ -135,7 +139,7 @@ def detect_rules(keys: Any) -> RuleSet:
 def read_tensors(source: str | os.PathLike) -> tuple[dict[str, Any], RuleSet]:
     """Raw tensors of a weights source, keyed as stored, and the rules that map them to niftyport keys.
 
-    A checkpoint gives its kept (model) variables as numpy arrays; files give torch tensors.
+    A checkpoint or a ``.safetensors`` file gives numpy arrays; a ``.pth`` file torch tensors.
     """
     path = Path(source)
     if is_checkpoint(path):
@@ -145,13 +149,15 @@ def read_tensors(source: str | os.PathLike) -> tuple[dict[str, Any], RuleSet]:
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors.numpy import load_file
 
         try:
             tensors = load_file(path)
         except (SafetensorError, ValueError) as exc:
             raise WeightsError(f"cannot read {path} as safetensors: {exc}") from None
     elif suffix in (".pth", ".pt", ".bin"):
+        import torch
+
         try:
             tensors = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # pickle, zip and torch errors alike: the file is not a state_dict
@@ -174,7 +180,7 @@ def load_state_dict(source: str | os.PathLike, *, expected: Expected | None = No
     checkpoints have no ``num_batches_tracked``, so it is absent then.
     """
     tensors, rules = read_tensors(source)
-    return convert_state_dict(tensors, rules, expected=HighRes3DNet() if expected is None else expected)
+    return convert_state_dict(tensors, rules, expected=state_dict_shapes() if expected is None else expected)
 
 
 def _load_into(model: torch.nn.Module, state: Mapping[str, torch.Tensor], rules: RuleSet) -> torch.nn.Module:
@@ -205,6 +211,8 @@ def load_weights(source: str | os.PathLike | None = None, *, device: str | torch
     ``source`` is any weights file or checkpoint; without it the weights are
     found by :func:`resolve_weights` (which may download them once).
     """
+    from .network import HighRes3DNet
+
     model = HighRes3DNet()
     tensors, rules = read_tensors(resolve_weights(source))
     _load_into(model, convert_state_dict(tensors, rules, expected=model), rules)
@@ -213,18 +221,27 @@ def load_weights(source: str | os.PathLike | None = None, *, device: str | torch
 
 # --------------------------------------------------------------------------- writing
 
-def _plain_tensors(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    return {key: torch.as_tensor(value).detach().cpu().contiguous() for key, value in state_dict.items()}
+def _numpy_tensors(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Contiguous numpy copies of torch tensors or arrays (values and dtypes unchanged)."""
+    def as_numpy(value):
+        if hasattr(value, "detach"):  # a torch tensor
+            value = value.detach().cpu().numpy()
+        return np.ascontiguousarray(value)
+    return {key: as_numpy(value) for key, value in state_dict.items()}
 
 
 def save_safetensors(state_dict: Mapping[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``state_dict`` to a ``.safetensors`` file (atomically); returns its path."""
-    from safetensors.torch import save_file
+    """Write ``state_dict`` (torch tensors or numpy arrays) to a ``.safetensors`` file (atomically).
+
+    Returns its path. The file is the one ``safetensors.torch.save_file``
+    writes; no torch is needed to write it.
+    """
+    from safetensors.numpy import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as tmp:
-        save_file(_plain_tensors(state_dict), str(tmp), metadata={"format": "pt"})
+        save_file(_numpy_tensors(state_dict), str(tmp), metadata={"format": "pt"})
     return path
 
 
@@ -232,8 +249,11 @@ def save_pth(state_dict: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Write ``state_dict`` with ``torch.save`` (plain dict of tensors, atomically); returns its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    tensors = {key: torch.from_numpy(array) for key, array in _numpy_tensors(state_dict).items()}
     with atomic_output(path) as tmp:
-        torch.save(_plain_tensors(state_dict), tmp)
+        torch.save(tensors, tmp)
     return path
 
 
