@@ -255,13 +255,18 @@ def test_users_own_model_with_a_rules_file(capsys, tmp_path, monkeypatch):
 
 def test_convert_to_safetensors_needs_neither_torch_nor_tensorflow(checkpoint_prefix, tmp_path):
     """Reading, checking and writing the 105 tensors runs without importing torch (it costs seconds)."""
+    import os
     import subprocess
     import sys
+    from pathlib import Path
+
+    import niftyport
 
     out = tmp_path / "w.safetensors"
+    env = dict(os.environ, PYTHONPATH=str(Path(niftyport.__file__).parents[1]))
     code = ("import sys; from niftyport.cli import main; "
             f"status = main(['convert', {str(checkpoint_prefix)!r}, '-o', {str(out)!r}]); "
             "print(status, 'torch' in sys.modules, 'tensorflow' in sys.modules)")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert run.stdout.strip().splitlines()[-1] == "0 False False", run.stderr
     assert len(load_file(out)) == 105
