@@ -4,7 +4,8 @@ Reproduces what ``net_segment inference -c config.ini`` leaves in
 ``save_seg_dir``: ``window_seg_<subject>_<output_postfix>.nii.gz`` per
 subject and ``inferred.csv`` with one ``subject,path`` line per output
 (``niftynet/engine/windows_aggregator_base.py``, ``log_inferred``).
-``save_seg_dir`` is relative to the current folder, as in NiftyNet.
+A relative ``save_seg_dir`` is under ``model_dir``, as in NiftyNet
+(:mod:`niftyport.config` resolves it).
 """
 from __future__ import annotations
 
