@@ -32,13 +32,12 @@ def output_name(subject_id: str, postfix: str) -> str:
     return f"window_seg_{subject_id}_{postfix}.nii.gz"
 
 
-def parcellate_subjects(config: Config, *, weights=None, device="auto", **options) -> list[Path]:
+def parcellate_subjects(config: Config, *, weights=None, model=None, device="auto", **options) -> list[Path]:
     """Parcellate every input of ``config``; returns the label maps written, in subject order.
 
     ``options`` are those of :func:`niftyport.pipeline.run_parcellation`.
-    The network is loaded once for all subjects.
+    The network (``model``, else loaded from ``weights``) is loaded once for all subjects.
     """
-    from .weights import load_weights
 
     section = config.image
     subjects = find_subjects(section.path_to_search,
@@ -48,7 +47,10 @@ def parcellate_subjects(config: Config, *, weights=None, device="auto", **option
     out_dir = Path(config.inference.save_seg_dir).expanduser().absolute()
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
-    model = load_weights(weights, device=dev)
+    if model is None:
+        from .weights import load_weights
+
+        model = load_weights(weights, device=dev)
     inputs = [s.path for s in subjects]
     written: list[Path] = []
     for subject in subjects:
