@@ -5,11 +5,12 @@ the grid of :mod:`niftyport.sampling`, the argmax of each window's logits,
 and the overwriting stitching of :mod:`niftyport.aggregation`
 (``niftynet/engine/windows_aggregator_grid.py``). It is fast because most of
 a window's output is overwritten by later windows: for each window only the
-voxels it keeps are computed, from the part of the window they depend on,
-with the window's own faces as the zero-padding boundary (see
-:mod:`niftyport.tiling`). The floating-point operations for every kept voxel
-are the ones eager PyTorch performs on the whole window, bit for bit, so the
-labels are those of the plain window loop.
+box of voxels it keeps is computed, from the part of the window those voxels
+depend on, with the window's own faces as the zero-padding boundary, and every
+layer only where later layers still read it (see :mod:`niftyport.tiling`).
+With NiftyNet's 128^3 windows over a 1 mm head that is a third of the work.
+Each kept logit is the one eager PyTorch computes on the whole window, bit
+for bit, so the labels are the plain window loop's.
 
 ``full`` is the network's output as if the whole padded volume had gone
 through it at once (no window seams), computed in tiles with halos sized
@@ -22,15 +23,21 @@ Two *engines* run the convolutions (CPU):
 
 ``eager``
     each convolution on the backend eager PyTorch picks for the reference pass
-    (oneDNN's im2col+GEMM on channels-first tensors, or ATen's own), so every
-    logit equals the eager ``model(x)`` bit for bit. Default of ``niftynet``.
+    (:func:`eager_uses_onednn`: oneDNN's im2col + GEMM on channels-first
+    tensors, or ATen's own), on boxes whose y and z sides keep oneDNN's GEMM
+    rows aligned as in the window (:func:`_row_alignment`), so every logit
+    equals eager ``model(window)`` bit for bit (checked by the tests on the
+    machine they run on; established on x86-64 AVX2). Default of ``niftynet``.
 ``fast``
     oneDNN's direct convolutions on channels-last tensors, about twice the
-    throughput. Rounding differs from eager PyTorch (logits agree to ~1e-5), so
-    a label can flip where the top two logits are that close. Default of ``full``.
+    throughput. Rounding differs from eager PyTorch (logits agree to ~1e-5),
+    so a label can flip where the top two logits are that close (none did on
+    NiftyNet's reference run). Default of ``full``; ``niftynet-fast`` pairs it
+    with NiftyNet's stitching.
 
 On CUDA both engines run ``torch.nn.functional.conv3d`` (channels-first or
-channels-last) with TF32 off; that path is not bit-for-bit checked.
+channels-last) with TF32 off and inputs staged in pinned memory; that path is
+not bit-for-bit checked (no GPU in the tests).
 """
 from __future__ import annotations
 
@@ -49,7 +56,7 @@ from .errors import OptionError
 from .network import HighRes3DNet
 from .sampling import batch_emission_order, check_window, grid_locations
 from .tiling import (Box, ConvStep, grid_owner_map, input_box, owned_regions, parse_memory,
-                     plan_tiles, region_work, tiles_of_size)
+                     plan_tiles, region_values, region_work, split_box, tiles_of_size)
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +72,19 @@ ENGINES = {
 #: Working-memory budget when none is given (capped at 3/4 of the machine's memory).
 DEFAULT_MAX_MEMORY = 6 * 2**30
 
-#: Peak working bytes per voxel of a region's input box (64-channel activations:
-#: block input, its activated copy, the convolution output, its crop and
-#: oneDNN's scratch), measured on CPU with some margin.
-BYTES_PER_INPUT_VOXEL = {"eager": 1400, "fast": 1300}
+#: Peak working bytes per value of a region's largest activation
+#: (:func:`~niftyport.tiling.region_values`): three float32 activations alive at
+#: once (block input, convolution input, its output or crop) plus oneDNN's
+#: scratch. Measured on CPU over a 128^3 window (eager, 15.0) and a whole
+#: 196 x 276 x 196 head (fast, 12.1), workspace included; with some margin.
+BYTES_PER_VALUE = {"eager": 16, "fast": 13}
 
-#: Voxels per slab of the 1x1x1 head (80 + 160 channels of logits per voxel).
-HEAD_VOXELS = 2**17
+#: Voxels per slab of the 1x1x1 head (up to 400 float32 channels alive per voxel).
+HEAD_VOXELS = 2**16
 
-#: Below this many input voxels per region the halo work would dwarf the region.
-_MIN_INPUT_VOXELS = 24**3
+#: Working memory that does not grow with the region: head slabs, oneDNN's
+#: buffers, allocator slack (measured ~200 MB).
+WORKSPACE_BYTES = 256 * 2**20
 
 
 def window_labels(model: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
@@ -130,6 +140,7 @@ class _Convolutions:
         self.memory_format = (torch.channels_last_3d if engine == "fast"
                               else torch.contiguous_format)
         self._weights: dict[int, torch.Tensor] = {}
+        self.flops = 0  # convolution FLOPs run so far
 
     def _weight(self, conv: torch.nn.Conv3d) -> torch.Tensor:
         key = id(conv)
@@ -154,6 +165,7 @@ class _Convolutions:
         else:
             out = torch._C._nn.slow_conv3d(x, w, list(conv.kernel_size), conv.bias,
                                            list(conv.stride), list(conv.padding))
+        self.flops += 2 * x.shape[1] * out[:, :1].numel() * out.shape[1] * math.prod(conv.kernel_size)
         return out.contiguous(memory_format=self.memory_format)
 
 
@@ -174,34 +186,80 @@ def _convs_in_order(model: HighRes3DNet) -> list[torch.nn.Conv3d]:
 
 
 def conv_steps(model: HighRes3DNet) -> tuple[ConvStep, ...]:
-    """The convolutions of ``model`` in forward order: radius and FLOPs per output voxel.
+    """The convolutions of ``model`` in forward order: radius, FLOPs per output voxel, and
+    the channels held over the whole region while it runs.
 
     FLOPs count each multiply-add as two; batch norm, ReLU and additions are
-    left out (they are under 1 % of the total).
+    left out (they are under 1 % of the total). The 1x1x1 head runs in slabs
+    (:data:`HEAD_VOXELS`), so over the region it only holds the features it
+    reads.
 
     >>> steps = conv_steps(HighRes3DNet())
-    >>> sum(s.radius for s in steps), sum(s.flops for s in steps)
-    (43, 1640288)
+    >>> sum(s.radius for s in steps), sum(s.flops for s in steps), max(s.channels for s in steps)
+    (43, 1640288, 64)
     """
+    convs = _convs_in_order(model)
+    features = next(c.in_channels for c in convs if math.prod(c.kernel_size) == 1)
     return tuple(ConvStep(radius=c.dilation[0] * (c.kernel_size[0] // 2),
-                          flops=2 * c.in_channels * c.out_channels * math.prod(c.kernel_size))
-                 for c in _convs_in_order(model))
+                          flops=2 * c.in_channels * c.out_channels * math.prod(c.kernel_size),
+                          channels=(max(c.in_channels, c.out_channels)
+                                    if math.prod(c.kernel_size) > 1 else features))
+                 for c in convs)
+
+
+#: Row alignment of the ``eager`` engine (see :func:`_row_alignment`).
+ROW_MULTIPLE = 8
+
+
+def _row_alignment(engine: str, device: torch.device, domain: Box):
+    """How boxes are widened so that cropping keeps eager PyTorch's rounding.
+
+    oneDNN's channels-first convolution (``gemm:jit``) runs one GEMM per
+    x-slice whose rows are the slice's ``Y * Z`` voxels; rows past the last
+    full block of 16 are rounded differently. NiftyNet's windows (sides that
+    are multiples of 8) have no such rows, so boxes whose y and z sides are
+    multiples of 8 round every voxel as the window does. Where the domain's own
+    ``Y * Z`` has leftover rows, y and z are not cropped at all. The ``fast``
+    engine rounds each voxel alike whatever the box: no widening.
+
+    Returns ``align(box, within) -> Box``: ``box`` widened in y and z to an
+    allowed side, inside ``within``.
+    """
+    if engine != "eager" or device.type != "cpu":
+        return lambda box, within: box
+    _, ny, nz = domain.shape
+    crop = ny % 2 == 0 and nz % 2 == 0 and (ny * nz) % 16 == 0
+
+    def align(box: Box, within: Box) -> Box:
+        lo, hi = list(box.lo), list(box.hi)
+        for a in (1, 2):
+            room = within.hi[a] - within.lo[a]
+            side = min(-(-(hi[a] - lo[a]) // ROW_MULTIPLE) * ROW_MULTIPLE, room) if crop else room
+            hi[a] = min(within.hi[a], lo[a] + side)
+            lo[a] = hi[a] - side
+        return Box(lo, hi)
+
+    return align
 
 
 class _Region:
-    """Book-keeping for one region: which box the current activation covers."""
+    """Book-keeping for one region: which box the current activation covers.
 
-    def __init__(self, region: Box, domain: Box, total_radius: int, memory_format):
+    After each convolution the activation is cropped to the region grown by the
+    radii still to come (cut at the domain, widened by ``align``).
+    """
+
+    def __init__(self, region: Box, domain: Box, total_radius: int, memory_format, align):
         self.region, self.domain = region, domain
         self.remaining = total_radius
-        self.box = region.grow(total_radius, domain)
+        self.align = align
+        self.box = align(region.grow(total_radius, domain), domain)
         self.memory_format = memory_format
 
-    def conv(self, run: _Convolutions, conv: torch.nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
-        """``conv`` over the current box, cropped to where later layers still read."""
-        out = run(conv, x)
+    def after(self, conv: torch.nn.Conv3d, out: torch.Tensor) -> torch.Tensor:
+        """``conv``'s output over the current box, cropped to where later layers still read."""
         self.remaining -= conv.dilation[0] * (conv.kernel_size[0] // 2)
-        return self._crop(out, self.region.grow(self.remaining, self.domain))
+        return self._crop(out, self.align(self.region.grow(self.remaining, self.domain), self.box))
 
     def _crop(self, x: torch.Tensor, box: Box) -> torch.Tensor:
         old, self.box = self.box, box
@@ -211,37 +269,49 @@ class _Region:
             memory_format=self.memory_format)
 
 
+def engine_input_box(region: Box, domain: Box, steps, *, engine: str,
+                     device: str | torch.device = "cpu") -> Box:
+    """The input voxels a region is computed from by ``engine``: its
+    :func:`~niftyport.tiling.input_box`, widened as the engine needs."""
+    align = _row_alignment(engine, torch.device(device), domain)
+    return align(input_box(region, domain, steps), domain)
+
+
 def _trunk(model: HighRes3DNet, x: torch.Tensor, region: Box, domain: Box,
-           run: _Convolutions) -> torch.Tensor:
-    """Features entering the 1x1x1 head, on ``region``, as a pass over all of ``domain`` gives them.
+           run: _Convolutions) -> tuple[torch.Tensor, Box]:
+    """Features entering the 1x1x1 head, as a pass over all of ``domain`` gives them.
 
     Args:
-        x: ``(N, C, *input_box.shape)`` network input on the run's device, where
-            ``input_box`` is :func:`~niftyport.tiling.input_box` of the region.
+        x: ``(N, C, *box.shape)`` network input on the run's device, where ``box``
+            is :func:`engine_input_box` of the region.
         region, domain: boxes in the same voxel coordinates (domain: where the
             reference pass zero-pads).
 
     Returns:
-        ``(N, 64, *region.shape)`` float32 on the device.
+        ``(N, 64, *box.shape)`` float32 on the device, and ``box``: the region,
+        widened as the engine needs.
     """
     total = sum(s.radius for s in conv_steps(model))
-    at = _Region(region, domain, total, run.memory_format)
+    at = _Region(region, domain, total, run.memory_format,
+                 _row_alignment(run.engine, run.device, domain))
     x = x.contiguous(memory_format=run.memory_format)
-    x = model.conv_0.bn(at.conv(run, model.conv_0.conv, x)).relu_()
+    x = model.conv_0.bn(at.after(model.conv_0.conv, run(model.conv_0.conv, x))).relu_()
     for name in model.block_names:
         block = getattr(model, name)
         before = at.box
         t = block.bn_0(x).relu_()
-        t = at.conv(run, block.conv_0, t)
+        t = run(block.conv_0, t)  # rebinding frees the input before the crop copies
+        t = at.after(block.conv_0, t)
         t = block.bn_1(t).relu_()
-        t = at.conv(run, block.conv_1, t)
+        t = run(block.conv_1, t)
+        t = at.after(block.conv_1, t)
         shortcut = x[(slice(None), slice(None)) + at.box.slices(before.lo)]
         if block.channel_pad != (0, 0):
             shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, 0, *block.channel_pad))
         t += shortcut  # the same float additions as ``y + x`` in HighResBlock.forward
         x = t
         del t, shortcut
-    return x
+    return x, at.box
 
 
 def _head(model: HighRes3DNet, h: torch.Tensor, run: _Convolutions) -> torch.Tensor:
@@ -256,25 +326,27 @@ def region_logits(model: HighRes3DNet, x: torch.Tensor, region: Box, domain: Box
                   engine: str = "eager") -> torch.Tensor:
     """Logits ``(N, K, *region.shape)`` of ``region`` as ``model`` gives them on all of ``domain``.
 
-    ``x``: ``(N, C, *input_box.shape)`` CPU input of the region's
-    :func:`~niftyport.tiling.input_box`. For checks on small regions; the
-    modes use the label path, which never holds all logits at once.
+    ``x``: ``(N, C, *box.shape)`` input of the region's :func:`engine_input_box`.
+    For checks on small regions; the modes use the label path, which never
+    holds all logits at once.
     """
     run = _Convolutions(_check_engine(engine), x.device, domain.shape)
     with torch.inference_mode():
-        return _head(model, _trunk(model, x, region, domain, run), run).contiguous()
+        h, box = _trunk(model, x, region, domain, run)
+        logits = _head(model, h, run)
+        return logits[(slice(None), slice(None)) + region.slices(box.lo)].contiguous()
 
 
 def _region_labels(model: HighRes3DNet, x: torch.Tensor, region: Box, domain: Box,
                    run: _Convolutions) -> torch.Tensor:
     """Labels ``(N, *region.shape)`` int32 of ``region`` (see :func:`_trunk`), the head run
     in slabs of :data:`HEAD_VOXELS` voxels."""
-    x = _trunk(model, x, region, domain, run)
-    labels = torch.empty((x.shape[0],) + region.shape, dtype=torch.int32, device=x.device)
-    step = max(1, HEAD_VOXELS // max(1, x.shape[0] * region.shape[1] * region.shape[2]))
-    for start in range(0, region.shape[0], step):
+    x, box = _trunk(model, x, region, domain, run)
+    labels = torch.empty((x.shape[0],) + box.shape, dtype=torch.int32, device=x.device)
+    step = max(1, HEAD_VOXELS // max(1, x.shape[0] * box.shape[1] * box.shape[2]))
+    for start in range(0, box.shape[0], step):
         labels[:, start:start + step] = _head(model, x[:, :, start:start + step], run).argmax(dim=1)
-    return labels
+    return labels[(slice(None),) + region.slices(box.lo)]
 
 
 # --- settings for a run -----------------------------------------------------------------------
@@ -329,23 +401,31 @@ def default_max_memory() -> int:
     return min(DEFAULT_MAX_MEMORY, physical * 3 // 4)
 
 
-def input_voxel_budget(max_memory: int | str | None, *, engine: str, batch: int = 1,
-                       fixed: int = 0) -> int:
-    """How many input-box voxels one network call may take under ``max_memory`` bytes.
+class _Budget:
+    """What one network call may use under ``max_memory`` bytes, as activation values.
 
-    ``fixed``: bytes the run holds besides the network's working memory (the
-    volume copies, the output); the process's current resident memory is
-    counted too.
+    ``fixed``: bytes the run will hold besides the network's working memory (the
+    output, the owner map); the process's resident memory now is counted too.
     """
-    budget = default_max_memory() if max_memory is None else parse_memory(max_memory)
-    head = HEAD_VOXELS * 4 * (80 + 160 + 64)
-    free = budget - _rss_bytes() - fixed - head
-    voxels = free // (BYTES_PER_INPUT_VOXEL[engine] * max(1, batch))
-    if voxels < _MIN_INPUT_VOXELS:
-        need = _rss_bytes() + fixed + head + _MIN_INPUT_VOXELS * BYTES_PER_INPUT_VOXEL[engine] * batch
-        raise OptionError(f"max_memory {budget} bytes is too small for this volume: "
-                          f"give at least {need / 2**20:.0f}M")
-    return int(voxels)
+
+    def __init__(self, max_memory: int | str | None, *, engine: str, batch: int = 1,
+                 fixed: int = 0):
+        self.total = default_max_memory() if max_memory is None else parse_memory(max_memory)
+        self.held = _rss_bytes() + fixed + WORKSPACE_BYTES
+        self.per_value = BYTES_PER_VALUE[engine] * max(1, batch)
+        self.values = max(0, self.total - self.held) // self.per_value
+
+    def plan(self, region: Box, domain: Box, steps) -> list[Box]:
+        """``region`` as is when it fits, else the least-work tiling that does."""
+        if region_values(region, domain, steps) <= self.values:
+            return [region]
+        try:
+            return list(plan_tiles(region, domain, steps, max_values=self.values).tiles)
+        except OptionError:
+            finest = split_box(region, tuple(min(32, n) for n in region.shape))
+            need = self.held + self.per_value * max(region_values(t, domain, steps) for t in finest)
+            raise OptionError(f"max_memory {self.total / 2**20:.0f}M is too small for this volume: "
+                              f"give at least {need / 2**20:.0f}M") from None
 
 
 def _progress(iterable: Iterable, total: int, enabled: bool, desc: str, unit: str):
@@ -355,28 +435,37 @@ def _progress(iterable: Iterable, total: int, enabled: bool, desc: str, unit: st
     return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False)
 
 
-def _source(volume: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``(X, Y, Z[, C])`` float volume as a ``(C, X, Y, Z)`` float32 CPU tensor (pinned for CUDA)."""
+def _source(volume: np.ndarray) -> torch.Tensor:
+    """``(X, Y, Z[, C])`` float volume as a ``(C, X, Y, Z)`` float32 CPU tensor."""
     if volume.ndim == 3:
         volume = volume[..., None]
     if volume.ndim != 4:
         raise OptionError(f"volume of shape {volume.shape}: expected (X, Y, Z) or (X, Y, Z, C)")
-    source = torch.from_numpy(np.ascontiguousarray(np.moveaxis(volume, -1, 0), dtype=np.float32))
-    return source.pin_memory() if device.type == "cuda" else source
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(volume, -1, 0), dtype=np.float32))
 
 
 def _inputs(source: torch.Tensor, boxes: list[Box], device: torch.device) -> torch.Tensor:
-    batch = torch.stack([source[(slice(None),) + b.slices()] for b in boxes])
-    return batch.to(device, non_blocking=device.type == "cuda")
+    """The boxes of ``source`` stacked into ``(N, C, *box.shape)`` on ``device`` (all boxes
+    one shape); staged in pinned memory for an asynchronous copy to a GPU."""
+    views = [source[(slice(None),) + b.slices()] for b in boxes]
+    if device.type != "cuda":
+        return torch.stack(views)
+    staging = torch.empty((len(views),) + tuple(views[0].shape), dtype=source.dtype, pin_memory=True)
+    torch.stack(views, out=staging)
+    return staging.to(device, non_blocking=True)
 
 
 # --- niftynet mode ----------------------------------------------------------------------------
 
-def _signature(region: Box, domain: Box, reach: int) -> tuple:
-    """Regions with equal signatures go through the same layer shapes: they can share a batch."""
-    return (region.shape,
-            tuple(min(a - d, reach) for a, d in zip(region.lo, domain.lo)),
-            tuple(min(d - b, reach) for b, d in zip(region.hi, domain.hi)))
+def _signature(region: Box, domain: Box, steps, align) -> tuple:
+    """The boxes a region goes through, layer by layer, relative to the region: regions with
+    equal signatures run the same shapes and crops, so they can share a batch."""
+    remaining = sum(s.radius for s in steps)
+    boxes = [align(region.grow(remaining, domain), domain)]
+    for s in steps:
+        remaining -= s.radius
+        boxes.append(align(region.grow(remaining, domain), boxes[-1]))
+    return tuple((tuple(np.subtract(b.lo, region.lo)), b.shape) for b in boxes) + (region.shape,)
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
@@ -385,11 +474,11 @@ def _batches(items: list, size: int) -> Iterator[list]:
 
 
 def grid_jobs(shape, window, border, batch_size: int, steps, *,
-              max_input_voxels: int | None = None) -> tuple[np.ndarray, list[tuple[int, Box, Box]]]:
+              budget: _Budget | None = None) -> tuple[np.ndarray, list[tuple[int, Box, Box]]]:
     """What ``niftynet`` mode computes: the owner map and ``(window, region, window box)`` jobs.
 
     Each window that keeps voxels contributes the bounding box of those voxels
-    (split into tiles when its input box exceeds ``max_input_voxels``).
+    (split into tiles when it does not fit the ``budget``).
     ``sum(region_work(region, domain, steps))`` over the jobs is the work.
     """
     locations = grid_locations(shape, window, border)
@@ -398,9 +487,7 @@ def grid_jobs(shape, window, border, batch_size: int, steps, *,
     jobs = []
     for index, region in owned_regions(owner, locations, border):
         domain = Box(locations[index, :3], locations[index, 3:])
-        tiles = [region]
-        if max_input_voxels is not None and input_box(region, domain, steps).size > max_input_voxels:
-            tiles = plan_tiles(region, domain, steps, max_input_voxels=max_input_voxels).tiles
+        tiles = [region] if budget is None else budget.plan(region, domain, steps)
         jobs += [(index, t, domain) for t in tiles]
     return owner, jobs
 
@@ -410,7 +497,7 @@ def segment_grid(model: torch.nn.Module, volume: np.ndarray, *,
                  batch_size: int = 1, compute_batch: int = 1,
                  device: str | torch.device = "cpu", progress: bool = False,
                  engine: str = "eager", max_memory: int | str | None = None,
-                 threads: int | None = None) -> np.ndarray:
+                 threads: int | None = None, stats: dict | None = None) -> np.ndarray:
     """Label a padded, normalised volume window by window, exactly as NiftyNet.
 
     Args:
@@ -430,6 +517,8 @@ def segment_grid(model: torch.nn.Module, volume: np.ndarray, *,
             window) or ``'fast'`` (see :data:`ENGINES`; may flip near-tie labels).
         max_memory: byte budget (int or ``'8G'``); regions are split to fit.
         threads: CPU threads for the run (default: torch's current setting).
+        stats: if a dict, receives ``flops`` (convolution FLOPs run) and
+            ``regions`` (network calls).
 
     Returns:
         ``(X, Y, Z)`` int32 labels of the padded volume; voxels within
@@ -443,33 +532,35 @@ def segment_grid(model: torch.nn.Module, volume: np.ndarray, *,
     device = torch.device(device)
     check_window(window, border)
     spatial = tuple(volume.shape[:3])
-    source = _source(volume, device)
+    source = _source(volume)
     with _run_settings(device, threads):
         if not _is_highres(model):
             return _segment_windows(model, source, spatial, window, border, batch_size,
                                     compute_batch, device, progress)
         steps = conv_steps(model)
-        budget = input_voxel_budget(max_memory, engine=engine, batch=compute_batch,
-                                    fixed=math.prod(spatial) * 8)
-        owner, jobs = grid_jobs(spatial, window, border, batch_size, steps, max_input_voxels=budget)
-        reach = sum(s.radius for s in steps)
+        budget = _Budget(max_memory, engine=engine, batch=compute_batch, fixed=math.prod(spatial) * 8)
+        owner, jobs = grid_jobs(spatial, window, border, batch_size, steps, budget=budget)
         plain = len(grid_locations(spatial, window, border)) * math.prod(window) * sum(s.flops for s in steps)
         log.info("niftynet mode: %d regions from %s windows, %.1f TFLOP (whole windows: %.1f)",
                  len(jobs), window, sum(region_work(r, d, steps) for _, r, d in jobs) / 1e12,
                  plain / 1e12)
         groups: dict[tuple, list] = {}
         for job in jobs:
-            groups.setdefault(_signature(job[1], job[2], reach), []).append(job)
+            align = _row_alignment(engine, device, job[2])
+            groups.setdefault(_signature(job[1], job[2], steps, align), []).append(job)
         run = _Convolutions(engine, device, window)
         labels = np.zeros(spatial, dtype=np.int32)
         chunks = [c for g in groups.values() for c in _batches(g, max(1, compute_batch))]
         for chunk in _progress(chunks, len(chunks), progress, "regions", "region"):
-            x = _inputs(source, [input_box(r, d, steps) for _, r, d in chunk], device)
+            x = _inputs(source, [engine_input_box(r, d, steps, engine=engine, device=device)
+                                 for _, r, d in chunk], device)
             out = _region_labels(model, x, chunk[0][1], chunk[0][2], run).cpu().numpy()
             for (index, region, _), lab in zip(chunk, out):
                 sl = region.slices()
                 mine = owner[sl] == index
                 labels[sl][mine] = lab[mine]
+        if stats is not None:
+            stats.update(flops=run.flops, regions=len(chunks))
         return labels
 
 
@@ -495,19 +586,20 @@ def _segment_windows(model, source, spatial, window, border, batch_size, compute
 
 # --- full mode --------------------------------------------------------------------------------
 
-def full_tiles(shape, steps, *, max_input_voxels: int, tile=None) -> list[Box]:
+def full_tiles(shape, steps, *, budget: _Budget, tile=None) -> list[Box]:
     """The tiles ``full`` mode computes: ``tile``-sized from the low corner if given, else
     the least-work plan of :func:`~niftyport.tiling.plan_tiles` within the budget."""
     volume = Box.of_shape(shape)
     if tile is not None:
         return tiles_of_size(volume, tile)
-    return list(plan_tiles(volume, volume, steps, max_input_voxels=max_input_voxels).tiles)
+    return budget.plan(volume, volume, steps)
 
 
 def segment_full(model: torch.nn.Module, volume: np.ndarray, *,
                  max_memory: int | str | None = None, tile=None,
                  device: str | torch.device = "cpu", progress: bool = False,
-                 engine: str = "fast", threads: int | None = None) -> np.ndarray:
+                 engine: str = "fast", threads: int | None = None,
+                 stats: dict | None = None) -> np.ndarray:
     """Label the whole padded volume as one network pass would, computed in halo tiles.
 
     Departs from NiftyNet on purpose (NiftyNet stitches cropped windows,
@@ -526,6 +618,7 @@ def segment_full(model: torch.nn.Module, volume: np.ndarray, *,
         engine: ``'fast'`` (default) or ``'eager'`` (bit for bit as eager
             ``model(volume)``); see :data:`ENGINES`.
         threads: CPU threads for the run.
+        stats: if a dict, receives ``flops`` and ``regions`` (tiles).
 
     Returns:
         ``(X, Y, Z)`` int32 labels: argmax of the logits of ``model(volume)``.
@@ -536,11 +629,11 @@ def segment_full(model: torch.nn.Module, volume: np.ndarray, *,
         raise OptionError(f"mode 'full' needs a HighRes3DNet (known receptive field), "
                           f"got {type(model).__name__}")
     spatial = tuple(volume.shape[:3])
-    source = _source(volume, device)
+    source = _source(volume)
     with _run_settings(device, threads):
         steps = conv_steps(model)
-        budget = input_voxel_budget(max_memory, engine=engine, fixed=math.prod(spatial) * 4)
-        tiles = full_tiles(spatial, steps, max_input_voxels=budget, tile=tile)
+        budget = _Budget(max_memory, engine=engine, fixed=math.prod(spatial) * 4)
+        tiles = full_tiles(spatial, steps, budget=budget, tile=tile)
         domain = Box.of_shape(spatial)
         log.info("full mode: %d tiles, %.1f TFLOP (one pass: %.1f)", len(tiles),
                  sum(region_work(t, domain, steps) for t in tiles) / 1e12,
@@ -548,8 +641,11 @@ def segment_full(model: torch.nn.Module, volume: np.ndarray, *,
         run = _Convolutions(engine, device, spatial)
         labels = np.zeros(spatial, dtype=np.int32)
         for t in _progress(tiles, len(tiles), progress, "tiles", "tile"):
-            x = _inputs(source, [input_box(t, domain, steps)], device)
+            x = _inputs(source, [engine_input_box(t, domain, steps, engine=engine, device=device)],
+                        device)
             labels[t.slices()] = _region_labels(model, x, t, domain, run)[0].cpu().numpy()
+        if stats is not None:
+            stats.update(flops=run.flops, regions=len(tiles))
         return labels
 
 
@@ -568,7 +664,7 @@ def run_mode(mode: str, model: torch.nn.Module, volume: np.ndarray, *,
              window: tuple[int, int, int], border: tuple[int, int, int], batch_size: int = 1,
              device: str | torch.device = "cpu", max_memory: int | str | None = None,
              progress: bool = False, threads: int | None = None, compute_batch: int = 1,
-             tile=None) -> np.ndarray:
+             tile=None, stats: dict | None = None) -> np.ndarray:
     """Label a padded, normalised ``(X, Y, Z)`` float32 volume in the given mode.
 
     ``window``, ``border`` and ``batch_size`` matter to the ``niftynet*`` modes;
@@ -579,9 +675,9 @@ def run_mode(mode: str, model: torch.nn.Module, volume: np.ndarray, *,
         return segment_grid(model, volume, window=window, border=border, batch_size=batch_size,
                             compute_batch=compute_batch, device=device, progress=progress,
                             engine="eager" if mode == "niftynet" else "fast",
-                            max_memory=max_memory, threads=threads)
+                            max_memory=max_memory, threads=threads, stats=stats)
     if mode in ("full", "full-eager"):
         return segment_full(model, volume, max_memory=max_memory, tile=tile, device=device,
                             progress=progress, engine="fast" if mode == "full" else "eager",
-                            threads=threads)
+                            threads=threads, stats=stats)
     raise OptionError(f"--mode {mode!r} is not one of {', '.join(MODES)}")

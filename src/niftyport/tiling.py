@@ -81,10 +81,12 @@ class Box:
 
 @dataclass(frozen=True)
 class ConvStep:
-    """One convolution in forward order: its radius (voxels) and FLOPs per output voxel."""
+    """One convolution in forward order: its radius (voxels), FLOPs per output voxel and
+    the larger of its input and output channel counts (what its activations weigh)."""
 
     radius: int
     flops: int
+    channels: int = 1
 
 
 def remaining_radii(steps) -> list[int]:
@@ -109,6 +111,12 @@ def region_work(region: Box, domain: Box, steps) -> int:
 def input_box(region: Box, domain: Box, steps) -> Box:
     """The input voxels that ``region`` needs: grown by the total radius, cut at ``domain``."""
     return region.grow(sum(s.radius for s in steps), domain)
+
+
+def region_values(region: Box, domain: Box, steps) -> int:
+    """The largest activation (values: channels x voxels) a convolution of ``region`` reads;
+    memory is a few such activations."""
+    return max(s.channels * region.grow(r, domain).size for s, r in zip(steps, remaining_radii(steps)))
 
 
 # --- tile plans -------------------------------------------------------------------------------
@@ -147,56 +155,57 @@ def tiles_of_size(region: Box, tile) -> list[Box]:
 @dataclass(frozen=True)
 class TilePlan:
     """Tiles covering a region: ``splits`` per axis, total ``work`` (FLOPs) and the
-    largest input box among the tiles (``max_input_voxels``), which bounds memory."""
+    largest activation any tile reads (``max_values``: :func:`region_values`)."""
 
     tiles: tuple[Box, ...]
     splits: tuple[int, int, int]
     work: int
-    max_input_voxels: int
+    max_values: int
 
 
-def _axis_tables(lo: int, hi: int, dlo: int, dhi: int, reach: list[int], total: int, max_parts: int):
-    """Per number of parts n: the summed lengths of the grown pieces for each reach, and
-    the longest piece grown by the total radius (both cut at the domain ``[dlo, dhi)``)."""
+def _axis_tables(lo: int, hi: int, dlo: int, dhi: int, reach: list[int], max_parts: int):
+    """Per number of parts n and reach r: the summed and the largest length of the pieces
+    grown by r (cut at the domain ``[dlo, dhi)``)."""
     sums = np.zeros((max_parts, len(reach)), dtype=np.float64)
-    longest = np.zeros(max_parts, dtype=np.float64)
+    longest = np.zeros((max_parts, len(reach)), dtype=np.float64)
     for n in range(1, max_parts + 1):
         pieces = split_axis(lo, hi, n)
         for j, r in enumerate(reach):
-            sums[n - 1, j] = sum(min(b + r, dhi) - max(a - r, dlo) for a, b in pieces)
-        longest[n - 1] = max(min(b + total, dhi) - max(a - total, dlo) for a, b in pieces)
+            lengths = [min(b + r, dhi) - max(a - r, dlo) for a, b in pieces]
+            sums[n - 1, j] = sum(lengths)
+            longest[n - 1, j] = max(lengths)
     return sums, longest
 
 
-def plan_tiles(region: Box, domain: Box, steps, *, max_input_voxels: int,
-               max_parts: int = 32) -> TilePlan:
-    """The even tiling of ``region`` with the least work whose input boxes fit the budget.
+def plan_tiles(region: Box, domain: Box, steps, *, max_values: int, max_parts: int = 32) -> TilePlan:
+    """The even tiling of ``region`` with the least work whose activations fit the budget.
 
     Tries every ``(nx, ny, nz)`` with up to ``max_parts`` tiles per axis (no
     more than the region's length); each tile is computed from its own input
     box (tile grown by 43 voxels, cut at ``domain``), so more tiles mean more
-    halo work but smaller input boxes. Among the plans whose largest input box
-    holds at most ``max_input_voxels`` voxels, returns the one with the least
-    :func:`region_work` summed over tiles (ties: fewer tiles).
+    halo work but smaller activations. Among the plans whose tiles all have
+    :func:`region_values` of at most ``max_values``, returns the one with the
+    least :func:`region_work` summed over tiles (ties: fewer tiles).
 
     Raises:
-        OptionError: not even the finest tiling fits ``max_input_voxels``.
+        OptionError: not even the finest tiling fits ``max_values``.
     """
     reach = remaining_radii(steps)
-    total = sum(s.radius for s in steps)
     flops = np.array([s.flops for s in steps], dtype=np.float64)
-    tables = [_axis_tables(lo, hi, dlo, dhi, reach, total, max(1, min(max_parts, hi - lo)))
+    channels = np.array([s.channels for s in steps], dtype=np.float64)
+    tables = [_axis_tables(lo, hi, dlo, dhi, reach, max(1, min(max_parts, hi - lo)))
               for lo, hi, dlo, dhi in zip(region.lo, region.hi, domain.lo, domain.hi)]
     (sx, mx), (sy, my), (sz, mz) = tables
-    # work[nx, ny, nz] = sum_l flops_l * Sx[nx, l] * Sy[ny, l] * Sz[nz, l]: the grown
-    # pieces of an even tiling are the products of the grown pieces of each axis
+    # The grown pieces of an even tiling are products of the grown pieces of each axis:
+    # work[nx, ny, nz] = sum_l flops_l * Sx[nx, l] * Sy[ny, l] * Sz[nz, l], and the
+    # largest tile at each layer is the product of the largest piece of each axis.
     work = np.einsum("l,il,jl,kl->ijk", flops, sx, sy, sz)
-    voxels = mx[:, None, None] * my[None, :, None] * mz[None, None, :]
-    fits = voxels <= max_input_voxels
+    values = np.einsum("l,il,jl,kl->ijkl", channels, mx, my, mz).max(axis=-1)
+    fits = values <= max_values
     if not fits.any():
         raise OptionError(
-            f"max_memory is too small: the smallest tiles of a {region.shape} region still need "
-            f"{int(voxels.min())} input voxels, the budget allows {int(max_input_voxels)}")
+            f"max_memory is too small: the smallest tiles of a {region.shape} region still read "
+            f"{int(values.min())} activation values, the budget allows {int(max_values)}")
     count = np.add.outer(np.add.outer(np.arange(len(mx)), np.arange(len(my))), np.arange(len(mz)))
     key = np.where(fits, work, np.inf)
     best = min(zip(key.ravel(), count.ravel(), range(key.size)))[2]
@@ -205,7 +214,7 @@ def plan_tiles(region: Box, domain: Box, steps, *, max_input_voxels: int,
     tiles = tuple(split_box(region, splits))
     return TilePlan(tiles=tiles, splits=splits,
                     work=sum(region_work(t, domain, steps) for t in tiles),
-                    max_input_voxels=max(input_box(t, domain, steps).size for t in tiles))
+                    max_values=max(region_values(t, domain, steps) for t in tiles))
 
 
 # --- NiftyNet's grid: which window's output survives where ------------------------------------
