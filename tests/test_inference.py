@@ -268,6 +268,38 @@ def test_full_mode_tile_logits_with_real_weights():
             assert torch.equal(got.argmax(0), want.argmax(0))
 
 
+@pytest.mark.parametrize("mode", ["niftynet", "full-eager"])
+def test_keep_computes_only_the_wanted_voxels_and_changes_none(mode):
+    # what the pipeline does: the volume padding is never computed, it is cut off anyway
+    net = random_highres(3)
+    volume = smooth_volume((40, 40, 24), seed=3)
+    keep = Box((6, 5, 4), (33, 36, 19))
+    options = dict(window=(24, 24, 24), border=(2, 2, 2), batch_size=2)
+    whole_stats, kept_stats = {}, {}
+    whole = run_mode(mode, net, volume, stats=whole_stats, **options)
+    kept = run_mode(mode, net, volume, keep=(keep.lo, keep.hi), stats=kept_stats, **options)
+    inside = np.zeros(volume.shape, bool)
+    inside[keep.slices()] = True
+    assert len(np.unique(whole[inside])) > 10
+    assert np.array_equal(kept[inside], whole[inside])
+    assert not kept[~inside].any()
+    assert kept_stats["flops"] < whole_stats["flops"]  # a few % on a real head: the halo reaches the padding
+
+
+def test_keep_outside_the_volume_is_refused():
+    with pytest.raises(NiftyportError, match="not inside the volume"):
+        run_mode("niftynet", OneHot(), np.zeros((8, 8, 8), np.float32), window=(8, 8, 8),
+                 border=(0, 0, 0), keep=((0, 0, 0), (9, 8, 8)))
+
+
+def test_keep_with_any_module_zeroes_the_rest():
+    volume = np.random.default_rng(6).integers(0, K, (20, 20, 20)).astype(np.float32)
+    got = segment_grid(OneHot(), volume, window=(8, 8, 8), border=(1, 1, 1),
+                       keep=Box((2, 3, 4), (18, 17, 16)))
+    assert np.array_equal(got[2:18, 3:17, 4:16], volume[2:18, 3:17, 4:16])
+    assert got.sum() == volume[2:18, 3:17, 4:16].sum()
+
+
 def test_modes_table_and_unknown_mode():
     assert {"niftynet", "full"} <= set(MODES)
     with pytest.raises(NiftyportError, match="--mode"):

@@ -474,16 +474,22 @@ def _batches(items: list, size: int) -> Iterator[list]:
 
 
 def grid_jobs(shape, window, border, batch_size: int, steps, *,
-              budget: _Budget | None = None) -> tuple[np.ndarray, list[tuple[int, Box, Box]]]:
+              budget: _Budget | None = None,
+              keep: Box | None = None) -> tuple[np.ndarray, list[tuple[int, Box, Box]]]:
     """What ``niftynet`` mode computes: the owner map and ``(window, region, window box)`` jobs.
 
     Each window that keeps voxels contributes the bounding box of those voxels
-    (split into tiles when it does not fit the ``budget``).
+    (split into tiles when it does not fit the ``budget``). With ``keep``, only
+    voxels inside that box count (the owner map is -1 elsewhere).
     ``sum(region_work(region, domain, steps))`` over the jobs is the work.
     """
     locations = grid_locations(shape, window, border)
     order = batch_emission_order(len(locations), batch_size)
     owner = grid_owner_map(shape, locations, order, border)
+    if keep is not None:
+        inside = np.full_like(owner, -1)
+        inside[keep.slices()] = owner[keep.slices()]
+        owner = inside
     jobs = []
     for index, region in owned_regions(owner, locations, border):
         domain = Box(locations[index, :3], locations[index, 3:])
@@ -497,7 +503,8 @@ def segment_grid(model: torch.nn.Module, volume: np.ndarray, *,
                  batch_size: int = 1, compute_batch: int = 1,
                  device: str | torch.device = "cpu", progress: bool = False,
                  engine: str = "eager", max_memory: int | str | None = None,
-                 threads: int | None = None, stats: dict | None = None) -> np.ndarray:
+                 threads: int | None = None, stats: dict | None = None,
+                 keep=None) -> np.ndarray:
     """Label a padded, normalised volume window by window, exactly as NiftyNet.
 
     Args:
@@ -519,6 +526,10 @@ def segment_grid(model: torch.nn.Module, volume: np.ndarray, *,
         threads: CPU threads for the run (default: torch's current setting).
         stats: if a dict, receives ``flops`` (convolution FLOPs run) and
             ``regions`` (network calls).
+        keep: only the voxels of this :class:`~niftyport.tiling.Box` (or
+            ``(lo, hi)`` pair) are wanted, e.g. the scan without its volume
+            padding: the rest is not computed and left 0. Wanted voxels are
+            the same as without ``keep``.
 
     Returns:
         ``(X, Y, Z)`` int32 labels of the padded volume; voxels within
@@ -534,12 +545,17 @@ def segment_grid(model: torch.nn.Module, volume: np.ndarray, *,
     spatial = tuple(volume.shape[:3])
     source = _source(volume)
     with _run_settings(device, threads):
+        keep = _keep_box(keep, spatial)
         if not _is_highres(model):
-            return _segment_windows(model, source, spatial, window, border, batch_size,
-                                    compute_batch, device, progress)
+            labels = _segment_windows(model, source, spatial, window, border, batch_size,
+                                      compute_batch, device, progress)
+            if keep is not None:
+                labels[~_inside(keep, spatial)] = 0
+            return labels
         steps = conv_steps(model)
         budget = _Budget(max_memory, engine=engine, batch=compute_batch, fixed=math.prod(spatial) * 8)
-        owner, jobs = grid_jobs(spatial, window, border, batch_size, steps, budget=budget)
+        owner, jobs = grid_jobs(spatial, window, border, batch_size, steps, budget=budget,
+                                keep=keep)
         plain = len(grid_locations(spatial, window, border)) * math.prod(window) * sum(s.flops for s in steps)
         log.info("niftynet mode: %d regions from %s windows, %.1f TFLOP (whole windows: %.1f)",
                  len(jobs), window, sum(region_work(r, d, steps) for _, r, d in jobs) / 1e12,
@@ -564,6 +580,23 @@ def segment_grid(model: torch.nn.Module, volume: np.ndarray, *,
         return labels
 
 
+def _keep_box(keep, shape) -> Box | None:
+    """``keep`` as a Box inside the volume (None: everything)."""
+    if keep is None:
+        return None
+    box = keep if isinstance(keep, Box) else Box(*keep)
+    volume = Box.of_shape(shape)
+    if any(a < lo or b > hi or a >= b for a, b, lo, hi in zip(box.lo, box.hi, volume.lo, volume.hi)):
+        raise OptionError(f"keep {box} is empty or not inside the volume {shape}")
+    return box
+
+
+def _inside(box: Box, shape) -> np.ndarray:
+    mask = np.zeros(shape, dtype=bool)
+    mask[box.slices()] = True
+    return mask
+
+
 def _segment_windows(model, source, spatial, window, border, batch_size, compute_batch,
                      device, progress) -> np.ndarray:
     """Any module: whole windows through the network, written in NiftyNet's order."""
@@ -586,20 +619,22 @@ def _segment_windows(model, source, spatial, window, border, batch_size, compute
 
 # --- full mode --------------------------------------------------------------------------------
 
-def full_tiles(shape, steps, *, budget: _Budget, tile=None) -> list[Box]:
-    """The tiles ``full`` mode computes: ``tile``-sized from the low corner if given, else
-    the least-work plan of :func:`~niftyport.tiling.plan_tiles` within the budget."""
+def full_tiles(shape, steps, *, budget: _Budget, tile=None, keep: Box | None = None) -> list[Box]:
+    """The tiles ``full`` mode computes over ``keep`` (default: the whole volume):
+    ``tile``-sized from its low corner if given, else the least-work plan of
+    :func:`~niftyport.tiling.plan_tiles` within the budget."""
     volume = Box.of_shape(shape)
+    region = volume if keep is None else keep
     if tile is not None:
-        return tiles_of_size(volume, tile)
-    return budget.plan(volume, volume, steps)
+        return tiles_of_size(region, tile)
+    return budget.plan(region, volume, steps)
 
 
 def segment_full(model: torch.nn.Module, volume: np.ndarray, *,
                  max_memory: int | str | None = None, tile=None,
                  device: str | torch.device = "cpu", progress: bool = False,
                  engine: str = "fast", threads: int | None = None,
-                 stats: dict | None = None) -> np.ndarray:
+                 stats: dict | None = None, keep=None) -> np.ndarray:
     """Label the whole padded volume as one network pass would, computed in halo tiles.
 
     Departs from NiftyNet on purpose (NiftyNet stitches cropped windows,
@@ -619,9 +654,12 @@ def segment_full(model: torch.nn.Module, volume: np.ndarray, *,
             ``model(volume)``); see :data:`ENGINES`.
         threads: CPU threads for the run.
         stats: if a dict, receives ``flops`` and ``regions`` (tiles).
+        keep: only this box's voxels are wanted (see :func:`segment_grid`);
+            their tiles still read the volume around them.
 
     Returns:
-        ``(X, Y, Z)`` int32 labels: argmax of the logits of ``model(volume)``.
+        ``(X, Y, Z)`` int32 labels: argmax of the logits of ``model(volume)``
+        (0 outside ``keep``).
     """
     engine = _check_engine(engine)
     device = torch.device(device)
@@ -633,7 +671,7 @@ def segment_full(model: torch.nn.Module, volume: np.ndarray, *,
     with _run_settings(device, threads):
         steps = conv_steps(model)
         budget = _Budget(max_memory, engine=engine, fixed=math.prod(spatial) * 4)
-        tiles = full_tiles(spatial, steps, budget=budget, tile=tile)
+        tiles = full_tiles(spatial, steps, budget=budget, tile=tile, keep=_keep_box(keep, spatial))
         domain = Box.of_shape(spatial)
         log.info("full mode: %d tiles, %.1f TFLOP (one pass: %.1f)", len(tiles),
                  sum(region_work(t, domain, steps) for t in tiles) / 1e12,
@@ -664,20 +702,21 @@ def run_mode(mode: str, model: torch.nn.Module, volume: np.ndarray, *,
              window: tuple[int, int, int], border: tuple[int, int, int], batch_size: int = 1,
              device: str | torch.device = "cpu", max_memory: int | str | None = None,
              progress: bool = False, threads: int | None = None, compute_batch: int = 1,
-             tile=None, stats: dict | None = None) -> np.ndarray:
+             tile=None, stats: dict | None = None, keep=None) -> np.ndarray:
     """Label a padded, normalised ``(X, Y, Z)`` float32 volume in the given mode.
 
     ``window``, ``border`` and ``batch_size`` matter to the ``niftynet*`` modes;
     ``tile`` only to the ``full*`` modes. Returns int32 ``(X, Y, Z)`` labels of
-    the padded volume.
+    the padded volume; with ``keep`` (a box, e.g. the scan inside its volume
+    padding) only those voxels are computed, the others are 0.
     """
     if mode in ("niftynet", "niftynet-fast"):
         return segment_grid(model, volume, window=window, border=border, batch_size=batch_size,
                             compute_batch=compute_batch, device=device, progress=progress,
                             engine="eager" if mode == "niftynet" else "fast",
-                            max_memory=max_memory, threads=threads, stats=stats)
+                            max_memory=max_memory, threads=threads, stats=stats, keep=keep)
     if mode in ("full", "full-eager"):
         return segment_full(model, volume, max_memory=max_memory, tile=tile, device=device,
                             progress=progress, engine="fast" if mode == "full" else "eager",
-                            threads=threads, stats=stats)
+                            threads=threads, stats=stats, keep=keep)
     raise OptionError(f"--mode {mode!r} is not one of {', '.join(MODES)}")

@@ -80,9 +80,18 @@ def unpad(data: np.ndarray, widths: Border) -> np.ndarray:
     >>> unpad(np.zeros((30, 30, 30)), ((10, 10),) * 3).shape
     (10, 10, 10)
     """
+    return data[unpad_slices(data.shape, widths)]
+
+
+def unpad_slices(padded_shape: Sequence[int], widths: Border) -> tuple[slice, slice, slice]:
+    """The spatial slices :func:`unpad` keeps of a volume of ``padded_shape``.
+
+    >>> unpad_slices((30, 30, 12), ((10, 10), (10, 10), (6, 6)))
+    (slice(10, 20, None), slice(10, 20, None), slice(0, 12, None))
+    """
     slices = []
-    for size, (before, after) in zip(data.shape[:3], widths):
+    for size, (before, after) in zip(padded_shape[:3], widths):
         start = before if size / 2 > before > 0 else 0
         stop = size - after if size / 2 > after > 0 else size
         slices.append(slice(start, stop))
-    return data[tuple(slices)]
+    return tuple(slices)

@@ -21,7 +21,8 @@ from .config import Config, default_config, load_config
 from .errors import ConfigError, NiftyportError
 from .image_io import label_image
 from .inference import MODES, run_mode
-from .preprocessing import Loaded, Preprocessed, load_and_resample, preprocess, restore_to_input_space
+from .preprocessing import (Loaded, Preprocessed, load_and_resample, preprocess,
+                            restore_to_input_space, scan_region)
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,9 @@ class Parcellation:
 
     ``labels``: int32 ``loaded.original_shape``, in the input file's voxel
     grid (write it with ``affine``). ``labels_padded``: int32 labels in the
-    padded network space (RAS, ``pixdim`` voxels). ``seconds``: wall time
-    per stage.
+    padded network space (RAS, ``pixdim`` voxels); only the voxels that
+    survive un-padding are computed, the volume padding is left 0.
+    ``seconds``: wall time per stage.
     """
 
     labels: np.ndarray
@@ -158,7 +160,8 @@ def run_parcellation(image: str | os.PathLike | nib.Nifti1Image, *,
                              window=tuple(cfg.spatial_window_size[:3]),
                              border=tuple(cfg.inference.border),
                              batch_size=cfg.network.batch_size,
-                             device=dev, max_memory=max_memory, progress=progress)
+                             device=dev, max_memory=max_memory, progress=progress,
+                             keep=scan_region(loaded, cfg))
     seconds["network"] = time.perf_counter() - t
 
     t = time.perf_counter()

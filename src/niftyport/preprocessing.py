@@ -35,7 +35,7 @@ from .histogram import read_landmarks, standardise
 from .image_io import load_image
 from .masking import foreground_mask, fuse_masks
 from .orientation import affine_axcodes, permute_like, reorient
-from .padding import pad, pad_widths, unpad
+from .padding import pad, pad_widths, unpad, unpad_slices
 from .resample import resample_to_pixdim, resample_to_shape
 from .whitening import whiten
 
@@ -159,6 +159,24 @@ def preprocess(data: np.ndarray, config: Config, *, landmarks: np.ndarray | None
         standardised = padded.copy()
     whitened = whiten(standardised, mask) if net.whitening else standardised.copy()
     return Preprocessed(padded=padded, mask=mask, standardised=standardised, whitened=whitened)
+
+
+def scan_region(loaded: Loaded, config: Config) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(lo, hi)`` voxel corners, in the padded network space, of what
+    :func:`restore_to_input_space` keeps (the scan without its volume padding):
+    the only network outputs that reach the label map.
+
+    >>> from types import SimpleNamespace
+    >>> from niftyport.config import default_config
+    >>> scan_region(SimpleNamespace(data=np.zeros((90, 100, 80))), default_config())
+    ((10, 10, 10), (100, 110, 90))
+    """
+    net = config.network
+    shape = loaded.data.shape[:3]
+    widths = pad_widths(shape, net.volume_padding_size, net.volume_padding_to_size)
+    padded = tuple(n + a + b for n, (a, b) in zip(shape, widths))
+    slices = unpad_slices(padded, widths)
+    return tuple(s.start for s in slices), tuple(s.stop for s in slices)
 
 
 def restore_to_input_space(labels_padded: np.ndarray, loaded: Loaded, config: Config) -> np.ndarray:
