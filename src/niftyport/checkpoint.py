@@ -22,7 +22,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from . import tensor_bundle as tb
-from .errors import CheckpointError, NiftyportError
+from .errors import CheckpointError
 from .outputs import atomic_output
 from .variable_filter import classify
 
