@@ -38,16 +38,8 @@ def brute_force_values(tile, domain_shape, steps):
 def brute_force_work(tiles, domain_shape, steps):
     """Work counted voxel by voxel: a convolution with `reach` voxels still to come runs on
     every voxel of the domain within `reach` (Chebyshev distance) of the tile."""
-    total = 0
-    grids = np.meshgrid(*[np.arange(n) for n in domain_shape], indexing="ij")
-    for t in tiles:
-        for k, step in enumerate(steps):
-            reach = sum(s.radius for s in steps[k:])
-            inside = np.ones(domain_shape, dtype=bool)
-            for g, lo, hi in zip(grids, t.lo, t.hi):
-                inside &= (g >= lo - reach) & (g < hi + reach)
-            total += step.flops * int(inside.sum())
-    return total
+    return sum(step.flops * int(reached(t, domain_shape, sum(s.radius for s in steps[k:])).sum())
+               for t in tiles for k, step in enumerate(steps))
 
 
 def test_box_grow_is_cut_at_the_domain():

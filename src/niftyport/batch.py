@@ -38,7 +38,6 @@ def parcellate_subjects(config: Config, *, weights=None, model=None, device="aut
     ``options`` are those of :func:`niftyport.pipeline.run_parcellation`.
     The network (``model``, else loaded from ``weights``) is loaded once for all subjects.
     """
-
     section = config.image
     subjects = find_subjects(section.path_to_search,
                              filename_contains=section.filename_contains,

@@ -242,24 +242,33 @@ def _row_alignment(engine: str, device: torch.device, domain: Box):
     return align
 
 
+def _layer_boxes(region: Box, domain: Box, steps, align) -> list[Box]:
+    """The boxes a region's activations cover: its input box, then after each of ``steps``
+    the region grown by the radii still to come (cut at ``domain``, widened by ``align``
+    inside the box before)."""
+    remaining = sum(s.radius for s in steps)
+    boxes = [align(region.grow(remaining, domain), domain)]
+    for s in steps:
+        remaining -= s.radius
+        boxes.append(align(region.grow(remaining, domain), boxes[-1]))
+    return boxes
+
+
 class _Region:
     """Book-keeping for one region: which box the current activation covers.
 
-    After each convolution the activation is cropped to the region grown by the
-    radii still to come (cut at the domain, widened by ``align``).
+    After each convolution the activation is cropped to the next of the
+    region's :func:`_layer_boxes`.
     """
 
-    def __init__(self, region: Box, domain: Box, total_radius: int, memory_format, align):
-        self.region, self.domain = region, domain
-        self.remaining = total_radius
-        self.align = align
-        self.box = align(region.grow(total_radius, domain), domain)
+    def __init__(self, boxes: list[Box], memory_format):
+        self._next = iter(boxes)
+        self.box = next(self._next)
         self.memory_format = memory_format
 
-    def after(self, conv: torch.nn.Conv3d, out: torch.Tensor) -> torch.Tensor:
-        """``conv``'s output over the current box, cropped to where later layers still read."""
-        self.remaining -= conv.dilation[0] * (conv.kernel_size[0] // 2)
-        return self._crop(out, self.align(self.region.grow(self.remaining, self.domain), self.box))
+    def after(self, out: torch.Tensor) -> torch.Tensor:
+        """A convolution's output over the current box, cropped to where later layers still read."""
+        return self._crop(out, next(self._next))
 
     def _crop(self, x: torch.Tensor, box: Box) -> torch.Tensor:
         old, self.box = self.box, box
@@ -291,20 +300,19 @@ def _trunk(model: HighRes3DNet, x: torch.Tensor, region: Box, domain: Box,
         ``(N, 64, *box.shape)`` float32 on the device, and ``box``: the region,
         widened as the engine needs.
     """
-    total = sum(s.radius for s in conv_steps(model))
-    at = _Region(region, domain, total, run.memory_format,
-                 _row_alignment(run.engine, run.device, domain))
+    at = _Region(_layer_boxes(region, domain, conv_steps(model),
+                              _row_alignment(run.engine, run.device, domain)), run.memory_format)
     x = x.contiguous(memory_format=run.memory_format)
-    x = model.conv_0.bn(at.after(model.conv_0.conv, run(model.conv_0.conv, x))).relu_()
+    x = model.conv_0.bn(at.after(run(model.conv_0.conv, x))).relu_()
     for name in model.block_names:
         block = getattr(model, name)
         before = at.box
         t = block.bn_0(x).relu_()
         t = run(block.conv_0, t)  # rebinding frees the input before the crop copies
-        t = at.after(block.conv_0, t)
+        t = at.after(t)
         t = block.bn_1(t).relu_()
         t = run(block.conv_1, t)
-        t = at.after(block.conv_1, t)
+        t = at.after(t)
         shortcut = x[(slice(None), slice(None)) + at.box.slices(before.lo)]
         if block.channel_pad != (0, 0):
             shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, 0, *block.channel_pad))
@@ -460,12 +468,8 @@ def _inputs(source: torch.Tensor, boxes: list[Box], device: torch.device) -> tor
 def _signature(region: Box, domain: Box, steps, align) -> tuple:
     """The boxes a region goes through, layer by layer, relative to the region: regions with
     equal signatures run the same shapes and crops, so they can share a batch."""
-    remaining = sum(s.radius for s in steps)
-    boxes = [align(region.grow(remaining, domain), domain)]
-    for s in steps:
-        remaining -= s.radius
-        boxes.append(align(region.grow(remaining, domain), boxes[-1]))
-    return tuple((tuple(np.subtract(b.lo, region.lo)), b.shape) for b in boxes) + (region.shape,)
+    return tuple((tuple(np.subtract(b.lo, region.lo)), b.shape)
+                 for b in _layer_boxes(region, domain, steps, align)) + (region.shape,)
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
