@@ -41,3 +41,11 @@ class GridError(NiftyportError):
 
 class OptionError(NiftyportError):
     """An option (command line or keyword argument) has an invalid value."""
+
+
+class NetworkError(NiftyportError):
+    """An unknown network name, option or activation, or weights that do not fit the network."""
+
+
+class InputShapeError(NiftyportError):
+    """An input whose spatial size the network cannot take (NiftyNet's size rules)."""

@@ -204,6 +204,10 @@ class RuleSet:
     def ignores_target(self, key: str) -> bool:
         return any(p.fullmatch(key) for p in self._ignore_target)
 
+    def covers(self, name: str) -> bool:
+        """Whether source ``name`` is mapped by a rule or ignored (the strict check passes for it)."""
+        return self.ignores_source(name) or self.target_of(name) is not None
+
     def reversed(self) -> "RuleSet":
         """Rule set of the opposite direction (target keys -> source names, inverse layouts)."""
         return RuleSet(tuple(rule.reversed() for rule in self.rules), ignore_source=self.ignore_target,
@@ -304,55 +308,25 @@ def export_state_dict(state_dict: Mapping[str, Any], rules: RuleSet) -> dict[str
     return map_tensors(state_dict, rules.reversed())
 
 
-# --------------------------------------------------------------------------- built-in rule sets
+# --------------------------------------------------------------------------- rule-building helpers
 
-_BN_NAMES = (("gamma", "weight"), ("beta", "bias"),
-             ("moving_mean", "running_mean"), ("moving_variance", "running_var"))
-_CONV = "conv3d_dhwio_to_oidhw"
-
-
-def _bn_rules(source_scope: str, target_prefix: str) -> tuple[Rule, ...]:
-    """NiftyNet ``BNLayer`` variables -> ``nn.BatchNorm3d`` keys."""
-    return tuple(Rule(f"{source_scope}/{tf}", f"{target_prefix}.{pt}") for tf, pt in _BN_NAMES)
+#: NiftyNet ``BNLayer`` variable names -> ``nn.BatchNorm`` keys.
+BN_NAMES = (("gamma", "weight"), ("beta", "bias"),
+            ("moving_mean", "running_mean"), ("moving_variance", "running_var"))
 
 
-#: NiftyNet's HighRes3DNet (niftynet/network/highres3dnet.py) -> :class:`niftyport.network.HighRes3DNet`.
-#: ``conv_0_bn_relu`` and ``conv_1_bn_relu`` are ConvolutionalLayers with ReLU, ``conv_2_bn``
-#: the last one without; ``res_S_B`` are the HighResBlocks (bn_0, conv_0, bn_1, conv_1).
-HIGHRES3DNET_NIFTYNET_RULES = RuleSet(
-    rules=(
-        Rule("HighRes3DNet/conv_{n:[01]}_bn_relu/conv_/w", "conv_{n}.conv.weight", _CONV),
-        *_bn_rules("HighRes3DNet/conv_{n:[01]}_bn_relu/bn_", "conv_{n}.bn"),
-        Rule("HighRes3DNet/conv_2_bn/conv_/w", "conv_2.conv.weight", _CONV),
-        *_bn_rules("HighRes3DNet/conv_2_bn/bn_", "conv_2.bn"),
-        Rule(r"HighRes3DNet/res_{stage:\d+}_{block:\d+}/conv_{i:\d+}/w",
-             "res_{stage}_{block}.conv_{i}.weight", _CONV),
-        *_bn_rules(r"HighRes3DNet/res_{stage:\d+}_{block:\d+}/bn_{i:\d+}", "res_{stage}_{block}.bn_{i}"),
-    ),
-    name="HighRes3DNet NiftyNet rules",
-)
+def bn_rules(source_scope: str, target_prefix: str) -> tuple[Rule, ...]:
+    """Rules for one NiftyNet ``BNLayer`` (``source_scope/gamma`` ...) -> ``target_prefix.weight`` ...."""
+    return tuple(Rule(f"{source_scope}/{tf}", f"{target_prefix}.{pt}") for tf, pt in BN_NAMES)
 
-_BN_PARAM = "{param:weight|bias|running_mean|running_var}"
 
-#: The third-party PyTorch port's ``state_dict`` (``block.0`` = conv_0, ``block.1..3`` = the
-#: three dilation stages, ``block.4`` = conv_1, ``block.6`` = conv_2; ``block.5`` is its
-#: parameter-free dropout) -> :class:`niftyport.network.HighRes3DNet`. Same layouts, so no transform.
-HIGHRES3DNET_THIRD_PARTY_RULES = RuleSet(
-    rules=(
-        Rule("block.0.convolutional_block.1.weight", "conv_0.conv.weight"),
-        Rule(f"block.0.convolutional_block.2.{_BN_PARAM}", "conv_0.bn.{param}"),
-        Rule(r"block.{stage:[1-9]}.dilation_block.{block:\d+}.residual_block.{i:\d+}"
-             f".convolutional_block.0.{_BN_PARAM}", "res_{stage}_{block}.bn_{i}.{param}"),
-        Rule(r"block.{stage:[1-9]}.dilation_block.{block:\d+}.residual_block.{i:\d+}"
-             ".convolutional_block.3.weight", "res_{stage}_{block}.conv_{i}.weight"),
-        Rule("block.4.convolutional_block.0.weight", "conv_1.conv.weight"),
-        Rule(f"block.4.convolutional_block.1.{_BN_PARAM}", "conv_1.bn.{param}"),
-        Rule("block.6.convolutional_block.0.weight", "conv_2.conv.weight"),
-        Rule(f"block.6.convolutional_block.1.{_BN_PARAM}", "conv_2.bn.{param}"),
-    ),
-    ignore_source=BOOKKEEPING_KEYS,
-    name="HighRes3DNet third-party .pth rules",
-)
+def __getattr__(name: str):
+    # Documented import paths of the HighRes3DNet rules, which now live with the network.
+    if name in ("HIGHRES3DNET_NIFTYNET_RULES", "HIGHRES3DNET_THIRD_PARTY_RULES"):
+        from .networks.highres3dnet import rules
+
+        return getattr(rules, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- rules files

@@ -33,6 +33,8 @@ from .outputs import atomic_output
 if TYPE_CHECKING:  # torch is imported where it is needed: reading a checkpoint into safetensors needs none
     import torch
 
+    from .networks import NetworkSpec
+
     from .network import HighRes3DNet
 
 #: The third-party port's weights: file name, upstream location (the ``hubconf.py`` of
@@ -217,6 +219,39 @@ def load_weights(source: str | os.PathLike | None = None, *, device: str | torch
     tensors, rules = read_tensors(resolve_weights(source))
     _load_into(model, convert_state_dict(tensors, rules, expected=model), rules)
     return model.to(device).eval()
+
+
+def network_tensors(spec: NetworkSpec, source: str | os.PathLike | Mapping[str, Any], *,
+                    rule_kwargs: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], RuleSet]:
+    """Tensors of ``source`` for network ``spec`` and the rules mapping them to its module's keys.
+
+    ``source`` is a NiftyNet checkpoint (its name scope read from its
+    variables), a ``.safetensors``/``.pth`` file, or a mapping of names to
+    arrays; NiftyNet names (``<scope>/...``) get the network's NiftyNet rules,
+    other keys are taken as the module's own.
+    """
+    from .networks import scope_of
+    from .variable_filter import classify
+
+    if isinstance(source, Mapping):  # drop what a checkpoint's reader would (slots, counters, debias)
+        tensors = {k: v for k, v in source.items() if classify(k, tuple(np.shape(v))).kept}
+    elif is_checkpoint(Path(source)):
+        tensors = read_checkpoint(source).model_tensors()
+    else:
+        tensors, _ = read_tensors(source)
+    names = list(tensors)
+    rules = spec.rules(scope_of(names, spec), **dict(rule_kwargs or {}))
+    if any(rules.target_of(n) is not None for n in names):
+        return tensors, rules
+    return tensors, NIFTYPORT_RULES
+
+
+def load_network_state(model: torch.nn.Module, spec: NetworkSpec,
+                       source: str | os.PathLike | Mapping[str, Any]) -> torch.nn.Module:
+    """Load ``source`` (see :func:`network_tensors`) into ``model`` strictly; returns ``model`` in eval mode."""
+    kwargs = {"acti_func": getattr(model, "acti_func", "relu")}
+    tensors, rules = network_tensors(spec, source, rule_kwargs=kwargs)
+    return _load_into(model, convert_state_dict(tensors, rules, expected=model), rules).eval()
 
 
 # --------------------------------------------------------------------------- writing
