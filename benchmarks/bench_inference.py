@@ -55,8 +55,8 @@ def tutorial_loop(model, volume, window, border, batch_size, device="cpu"):
     time, argmax, cropped by ``border`` and written in NiftyNet's order."""
     import torch
 
-    from niftyport.aggregation import GridAggregator
-    from niftyport.sampling import batch_emission_order, grid_locations
+    from niftyport.inference.aggregation import GridAggregator
+    from niftyport.inference.sampling import batch_emission_order, grid_locations
 
     locations = grid_locations(volume.shape, window, border)
     aggregator = GridAggregator(volume.shape, border)
@@ -73,7 +73,7 @@ def phase(args) -> None:
     """One timed run in this process; prints a JSON line."""
     import torch
 
-    from niftyport.inference import conv_steps, run_mode
+    from niftyport.inference.engines import conv_steps, run_mode
     from niftyport.weights import load_weights
 
     if args.threads:
@@ -128,7 +128,7 @@ def prepare(scan: Path, home: Path, quick: bool, shape=None):
     un-padding (what niftyport's modes compute, as ``niftyport parcellate`` runs them)."""
     from types import SimpleNamespace
 
-    from niftyport.pipeline import resolve_config
+    from niftyport.segmentation.pipeline import resolve_config
     from niftyport.preprocessing import load_and_resample, preprocess, scan_region
 
     cfg = resolve_config(niftynet_home=home)

@@ -1,7 +1,7 @@
 import numpy as np
 
-from niftyport.aggregation import GridAggregator, crop_window, cropped_location
-from niftyport.sampling import grid_locations
+from niftyport.inference.aggregation import GridAggregator, crop_window, cropped_location
+from niftyport.inference.sampling import grid_locations
 
 
 def test_crop_window_removes_border_on_every_side():

@@ -5,8 +5,8 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from niftyport.batch import parcellate_subjects
-from niftyport.pipeline import resolve_config, run_parcellation
+from niftyport.segmentation.batch import parcellate_subjects
+from niftyport.segmentation.pipeline import resolve_config, run_parcellation
 
 
 class Threshold(torch.nn.Module):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from niftyport import tensor_bundle as tb
+from niftyport.checkpoint import bundle as tb
 from niftyport.checkpoint import read_checkpoint, resolve_prefix, write_checkpoint
 from niftyport.errors import CheckpointError
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from niftyport import tensor_bundle as tb
+from niftyport.checkpoint import bundle as tb
 from niftyport.checkpoint import read_checkpoint, write_checkpoint
 from niftyport.cli import main
 

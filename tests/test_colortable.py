@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from conftest import CTBL, DATA, REFERENCE, need
 
-from niftyport.colortable import (GIF_RAW_LABELS, ColorTable, Label, fallback_table, format_ctbl,
+from niftyport.reporting.colortable import (GIF_RAW_LABELS, ColorTable, Label, fallback_table, format_ctbl,
                                   gif_raw_to_niftynet, palette_rgba, read_ctbl, side_of, write_ctbl)
 from niftyport.errors import ColorTableError
 

@@ -6,8 +6,8 @@ import pytest
 from conftest import CTBL, DATA, REFERENCE, need
 
 from niftyport.cli import main
-from niftyport.colortable import ColorTable, Label, read_ctbl
-from niftyport.compare import check_same_grid, compare_labels, count_different, dice_per_label, tolerance_voxels
+from niftyport.reporting.colortable import ColorTable, Label, read_ctbl
+from niftyport.reporting.compare import check_same_grid, compare_labels, count_different, dice_per_label, tolerance_voxels
 from niftyport.errors import GridError, OptionError
 
 NIFTYNET_OUT = "window_seg_mni152_t1_2mm_LPS_bbox__niftynet_out.nii.gz"

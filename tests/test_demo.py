@@ -2,7 +2,7 @@
 import nibabel as nib
 import numpy as np
 
-from niftyport import demo
+from niftyport.segmentation import demo
 from niftyport.cli import main
 
 

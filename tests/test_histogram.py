@@ -4,7 +4,7 @@ import pytest
 from conftest import LANDMARKS, REFERENCE, need
 from niftyport.config import PACKAGED_LANDMARKS
 from niftyport.errors import ConfigError
-from niftyport.histogram import (image_landmarks, piecewise_linear_map, read_landmarks, read_landmarks_file,
+from niftyport.preprocessing.histogram import (image_landmarks, piecewise_linear_map, read_landmarks, read_landmarks_file,
                                  standardise, standardise_cutoff)
 
 

@@ -12,10 +12,10 @@ from torch.nn import functional as F
 
 from conftest import REFERENCE, THIRD_PARTY_PTH, need
 from niftyport.errors import NiftyportError
-from niftyport.inference import (MODES, conv_steps, eager_uses_onednn, engine_input_box, grid_jobs,
+from niftyport.inference.engines import (MODES, conv_steps, eager_uses_onednn, engine_input_box, grid_jobs,
                                  region_logits, run_mode, segment_full, segment_grid)
 from niftyport.network import HighRes3DNet
-from niftyport.tiling import Box, region_work, tiles_of_size
+from niftyport.inference.tiling import Box, region_work, tiles_of_size
 
 K = 7
 
@@ -316,7 +316,7 @@ def test_full_mode_keeps_within_max_memory():
     # a fresh process: its peak resident memory (VmHWM) is this run's alone
     script = textwrap.dedent("""
         import numpy as np, torch
-        from niftyport.inference import segment_full, _rss_bytes
+        from niftyport.inference.engines import segment_full, _rss_bytes
         from niftyport.network import HighRes3DNet
         torch.manual_seed(0)
         net = HighRes3DNet().eval()

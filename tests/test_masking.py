@@ -5,8 +5,8 @@ import scipy.ndimage
 from conftest import DATA, REFERENCE, need
 from niftyport.config import default_config
 from niftyport.errors import ImageError, OptionError
-from niftyport.masking import foreground_mask, fuse_masks, otsu_threshold, threshold_mask
-from niftyport.padding import pad
+from niftyport.preprocessing.masking import foreground_mask, fuse_masks, otsu_threshold, threshold_mask
+from niftyport.preprocessing.padding import pad
 from niftyport.preprocessing import load_and_resample
 
 

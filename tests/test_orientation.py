@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from niftyport.errors import ImageError, OptionError
-from niftyport.orientation import (affine_axcodes, check_axcodes, orientation_transform, permute_like,
+from niftyport.preprocessing.orientation import (affine_axcodes, check_axcodes, orientation_transform, permute_like,
                                    reorient, reoriented_affine)
 
 

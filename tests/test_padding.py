@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from niftyport.errors import OptionError
-from niftyport.padding import pad, pad_widths, unpad
+from niftyport.preprocessing.padding import pad, pad_widths, unpad
 
 
 def test_minimum_pads_each_line_with_its_own_minimum():

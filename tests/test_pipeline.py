@@ -6,7 +6,7 @@ import torch
 from nibabel.orientations import axcodes2ornt, ornt_transform
 
 from niftyport.errors import ConfigError, NiftyportError
-from niftyport.pipeline import parcellate, resolve_config, run_parcellation
+from niftyport.segmentation.pipeline import parcellate, resolve_config, run_parcellation
 
 from conftest import CHECKPOINT, CONFIG, NIFTYNET_HOME, REFERENCE, need
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import CTBL, DATA, REFERENCE, need
 
-from niftyport import plots
-from niftyport.colortable import ColorTable, Label, palette_rgba, read_ctbl
+from niftyport.reporting import plots
+from niftyport.reporting.colortable import ColorTable, Label, palette_rgba, read_ctbl
 from niftyport.errors import ImageError, OptionError
 from niftyport.network import HighRes3DNet
 

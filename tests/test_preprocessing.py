@@ -9,12 +9,12 @@ import pytest
 
 from conftest import CONFIG, DATA, NIFTYNET_HOME, ORACLE, REFERENCE, need
 from niftyport.config import PACKAGED_LANDMARKS, default_config, load_config
-from niftyport.histogram import read_landmarks
+from niftyport.preprocessing.histogram import read_landmarks
 from niftyport.image_io import save_labels
-from niftyport.orientation import permute_like, reorient
-from niftyport.padding import pad_widths, unpad
+from niftyport.preprocessing.orientation import permute_like, reorient
+from niftyport.preprocessing.padding import pad_widths, unpad
 from niftyport.preprocessing import load_and_resample, preprocess, restore_to_input_space
-from niftyport.resample import resample_to_pixdim
+from niftyport.preprocessing.resample import resample_to_pixdim
 
 REFERENCE_OUTPUT = REFERENCE / "window_seg_mni152_t1_2mm_LPS_bbox__niftynet_out.nii.gz"
 T1_SCANS = ["real_t1_nipy_tiny_2mm_crop", "real_t1_robex_ref_1p5mm_skull", "real_t1_chris_1mm_skull",

@@ -16,10 +16,10 @@ import torch
 from conftest import CTBL, REFERENCE, THIRD_PARTY_PTH, need
 
 from niftyport.cli import main
-from niftyport.colortable import format_ctbl, read_ctbl
+from niftyport.reporting.colortable import format_ctbl, read_ctbl
 from niftyport.network import HighRes3DNet
-from niftyport.plots import conv_kernels
-from niftyport.report import FILES, PreprocessingArrays, ReportInputs, initial_and_pretrained_kernels, write_report
+from niftyport.reporting.plots import conv_kernels
+from niftyport.reporting.report import FILES, PreprocessingArrays, ReportInputs, initial_and_pretrained_kernels, write_report
 
 NIFTYNET_OUT = "window_seg_mni152_t1_2mm_LPS_bbox__niftynet_out.nii.gz"
 PNGS = ("slices_input.png", "slices_parcellation.png", "slices_reference.png", "slices_difference.png",

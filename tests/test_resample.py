@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from niftyport.errors import OptionError
-from niftyport.resample import resample_to_pixdim, resample_to_shape, resampled_shape, zoom_factors
+from niftyport.preprocessing.resample import resample_to_pixdim, resample_to_shape, resampled_shape, zoom_factors
 
 
 def test_equal_voxel_sizes_skip_resampling():

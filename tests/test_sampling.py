@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from niftyport.errors import NiftyportError
-from niftyport.sampling import axis_starts, batch_emission_order, check_window, grid_locations
+from niftyport.inference.sampling import axis_starts, batch_emission_order, check_window, grid_locations
 
 from conftest import REFERENCE, need
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from niftyport.errors import ConfigError
-from niftyport.subjects import candidate_ids, find_subjects, split_name
+from niftyport.segmentation.subjects import candidate_ids, find_subjects, split_name
 
 
 def touch(folder: Path, *names: str) -> None:

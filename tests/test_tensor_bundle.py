@@ -3,7 +3,7 @@ import struct
 import numpy as np
 import pytest
 
-from niftyport import tensor_bundle as tb
+from niftyport.checkpoint import bundle as tb
 from niftyport.errors import CheckpointError
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from niftyport.errors import NiftyportError
-from niftyport.tiling import (Box, ConvStep, grid_owner_map, input_box, owned_regions,
+from niftyport.inference.tiling import (Box, ConvStep, grid_owner_map, input_box, owned_regions,
                               parse_memory, plan_tiles, region_values, region_work, remaining_radii,
                               split_axis, split_box, tiles_of_size)
 

@@ -7,9 +7,9 @@ import pytest
 from conftest import CTBL, DATA, REFERENCE, need
 
 from niftyport.cli import main
-from niftyport.colortable import ColorTable, Label, read_ctbl
+from niftyport.reporting.colortable import ColorTable, Label, read_ctbl
 from niftyport.errors import ImageError
-from niftyport.volumes import (VOLUME_COLUMNS, as_label_array, format_volumes_csv, label_counts, label_volumes,
+from niftyport.reporting.volumes import (VOLUME_COLUMNS, as_label_array, format_volumes_csv, label_counts, label_volumes,
                                load_label_image, voxel_volume_mm3)
 
 NIFTYNET_OUT = "window_seg_mni152_t1_2mm_LPS_bbox__niftynet_out.nii.gz"

@@ -3,7 +3,7 @@ import pytest
 
 from conftest import REFERENCE, need
 from niftyport.errors import OptionError
-from niftyport.whitening import foreground_mean_std, whiten
+from niftyport.preprocessing.whitening import foreground_mean_std, whiten
 
 
 def test_hand_computed_population_std():

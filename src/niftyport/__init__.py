@@ -17,7 +17,7 @@ _EXPORTS = {
     "HighRes3DNet": "network",
     "load_niftynet_weights": "weights",
     "load_weights": "weights",
-    "parcellate": "pipeline",
+    "parcellate": "segmentation.pipeline",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -231,7 +231,7 @@ def network_tensors(spec: NetworkSpec, source: str | os.PathLike | Mapping[str, 
     other keys are taken as the module's own.
     """
     from .networks import scope_of
-    from .variable_filter import classify
+    from .checkpoint.filter import classify
 
     if isinstance(source, Mapping):  # drop what a checkpoint's reader would (slots, counters, debias)
         tensors = {k: v for k, v in source.items() if classify(k, tuple(np.shape(v))).kept}

@@ -1,5 +1,4 @@
 """HighRes3DNet against NiftyNet 0.6.0's own graph (oracle references, random non-trivial weights)."""
-import numpy as np
 import pytest
 
 from network_refs import assert_matches_niftynet, load_ref, run_niftynet_layout

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.ndimage
 
-from .errors import OptionError
+from ..errors import OptionError
 
 #: Interpolation orders NiftyNet accepts (``interp_order`` choices).
 INTERP_ORDERS = (0, 1, 2, 3)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import OptionError
+from ..errors import OptionError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .image_io import save_labels
+from ..image_io import save_labels
 from .pipeline import resolve_config, run_parcellation
 
 #: Field of view (voxels of 1 mm) kept on a CPU: covers the deep grey matter, the

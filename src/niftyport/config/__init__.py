@@ -46,7 +46,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 # ----------------------------------------------------------------------------
 # value parsers: each takes the ini string (or a Python value, for overrides)
@@ -771,7 +771,7 @@ MODEL_ZOO_SETTINGS: Mapping[str, Mapping[str, str]] = MappingProxyType({
 })
 
 #: The model zoo's histogram landmarks file, shipped with niftyport.
-PACKAGED_LANDMARKS = Path(__file__).resolve().parent / "data" / "databrain_std_hist_models_otsu.txt"
+PACKAGED_LANDMARKS = Path(__file__).resolve().parents[1] / "data" / "databrain_std_hist_models_otsu.txt"
 
 
 def default_config(*, niftynet_home: str | os.PathLike | None = None) -> Config:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.ma as ma
 
-from .errors import OptionError
+from ..errors import OptionError
 
 #: Lower bound of the standard deviation (NiftyNet's constant).
 MIN_STD = 1e-5

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 #: NiftyNet's double extensions, tried before ``os.path.splitext``.
 DOUBLE_EXTENSIONS = (".nii.gz", ".tar.gz")

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.ndimage
 
-from .errors import ImageError, OptionError
+from ..errors import ImageError, OptionError
 
 FOREGROUND_TYPES = ("otsu_plus", "otsu_minus", "threshold_plus", "threshold_minus", "mean_plus")
 MULTIMOD_FUSIONS = ("and", "or", "multi")

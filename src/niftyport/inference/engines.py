@@ -52,8 +52,8 @@ import torch
 from torch.nn import functional as F
 
 from .aggregation import GridAggregator
-from .errors import OptionError
-from .network import HighRes3DNet
+from ..errors import OptionError
+from ..network import HighRes3DNet
 from .sampling import batch_emission_order, check_window, grid_locations
 from .tiling import (Box, ConvStep, grid_owner_map, input_box, owned_regions, parse_memory,
                      plan_tiles, region_values, region_work, split_box, tiles_of_size)

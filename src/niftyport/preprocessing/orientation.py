@@ -24,7 +24,7 @@ import nibabel as nib
 import numpy as np
 from nibabel import orientations as ornt
 
-from .errors import ImageError, OptionError
+from ..errors import ImageError, OptionError
 
 Axcodes = tuple[str, str, str]
 

@@ -41,7 +41,7 @@ from typing import Iterable, Iterator, Mapping
 import crc32c as _crc32c
 import numpy as np
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48

@@ -30,9 +30,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .config import Config
+from ..config import Config
 from .histogram import read_landmarks, standardise
-from .image_io import load_image
+from ..image_io import load_image
 from .masking import foreground_mask, fuse_masks
 from .orientation import affine_axcodes, permute_like, reorient
 from .padding import pad, pad_widths, unpad, unpad_slices

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, OptionError
+from ..errors import ConfigError, OptionError
 
 NORM_TYPES = ("percentile", "quartile", "median")
 

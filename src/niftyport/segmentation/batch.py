@@ -14,9 +14,9 @@ import io
 import logging
 from pathlib import Path
 
-from .config import Config
-from .image_io import save_labels
-from .outputs import atomic_output
+from ..config import Config
+from ..image_io import save_labels
+from ..outputs import atomic_output
 from .pipeline import resolve_device, run_parcellation
 from .subjects import find_subjects
 
@@ -47,7 +47,7 @@ def parcellate_subjects(config: Config, *, weights=None, model=None, device="aut
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     if model is None:
-        from .weights import load_weights
+        from ..weights import load_weights
 
         model = load_weights(weights, device=dev)
     inputs = [s.path for s in subjects]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import NiftyportError
+from ..errors import NiftyportError
 
 #: NiftyNet's HighRes3DNet dilates with space-to-batch and needs sides divisible by 8.
 WINDOW_MULTIPLE = 8

@@ -7,7 +7,7 @@
 Arrays come back exactly as TensorFlow stores them: same dtype, same bytes,
 TensorFlow's layout (a 3-D convolution kernel is ``(D, H, W, in, out)``);
 :mod:`niftyport.mapping` turns them into a PyTorch ``state_dict``. The file
-format is decoded by :mod:`niftyport.tensor_bundle`; TensorFlow is never
+format is decoded by :mod:`niftyport.checkpoint.bundle`; TensorFlow is never
 imported.
 """
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from . import tensor_bundle as tb
-from .errors import CheckpointError
-from .outputs import atomic_output
-from .variable_filter import classify
+from . import bundle as tb
+from ..errors import CheckpointError
+from ..outputs import atomic_output
+from .filter import classify
 
 #: Name of TensorFlow's checkpoint state file in a model folder.
 STATE_FILE = "checkpoint"
@@ -114,7 +114,7 @@ class Checkpoint:
     Attributes:
         prefix: the checkpoint prefix (``.../model.ckpt-33000``).
         variables: every variable, in TensorFlow's (byte-wise name) order, each
-            classified by :mod:`niftyport.variable_filter`.
+            classified by :mod:`niftyport.checkpoint.filter`.
     """
 
     def __init__(self, prefix: Path, header: tb.BundleHeader, entries: Mapping[str, tb.BundleEntry]):

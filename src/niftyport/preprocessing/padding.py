@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import OptionError
+from ..errors import OptionError
 
 #: Modes of ``np.pad`` that need no extra argument (``"empty"`` left out: undefined values).
 PAD_MODES = ("constant", "edge", "linear_ramp", "maximum", "mean", "median", "minimum",

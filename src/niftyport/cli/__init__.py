@@ -1,0 +1,61 @@
+"""The ``niftyport`` command line: one console script, one subcommand per job.
+
+Each subcommand only parses options and calls the library; user mistakes
+(:class:`~niftyport.errors.NiftyportError`) are printed as one line,
+``niftyport: error: <message>``, with exit status 2. ``--debug`` shows the
+traceback instead.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import NiftyportError
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="niftyport")
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Run NiftyNet models (HighRes3DNet brain parcellation) in PyTorch."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    argv = sys.argv[1:] if args is None else list(args)
+    debug = "--debug" in argv
+    try:
+        status = cli.main(args=argv, prog_name="niftyport", standalone_mode=False)
+        if isinstance(status, int) and not isinstance(status, bool):
+            return status  # a command's ctx.exit(n): click returns n when not standalone
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("niftyport: aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except NiftyportError as exc:
+        if debug:
+            raise
+        click.echo(f"niftyport: error: {exc}", err=True)
+        return 2
+    except OSError as exc:  # unreadable input, unwritable output folder, full disk...
+        if debug:
+            raise
+        click.echo(f"niftyport: error: {exc}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        click.echo("niftyport: interrupted", err=True)
+        return 130
+    return 0
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+# The command groups register themselves on ``cli``.
+from . import checkpoint, reporting, segmentation  # noqa: E402,F401

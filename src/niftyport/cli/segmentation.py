@@ -1,0 +1,120 @@
+"""``niftyport parcellate`` / ``demo``: NiftyNet's whole inference pipeline in PyTorch."""
+from __future__ import annotations
+
+import click
+
+from ..outputs import check_outputs
+from . import cli
+
+def _output_path_for(image_path: str) -> str:
+    """``dir/t1.nii.gz`` -> ``dir/t1_parcellation.nii.gz`` (next to the input)."""
+    from pathlib import Path
+
+    from ..segmentation.subjects import split_name
+
+    path = Path(image_path)
+    return str(path.with_name(split_name(path.name) + "_parcellation.nii.gz"))
+
+
+def _run_options(f):
+    """Options shared by ``parcellate`` and ``demo``."""
+    options = [
+        click.option("--weights", help="Weights: a NiftyNet checkpoint, our .safetensors/.pth, or the "
+                                       "third-party .pth (default: $NIFTYPORT_WEIGHTS, the cache, or a "
+                                       "one-time download)."),
+        click.option("--device", default="auto", show_default=True,
+                     help="auto, cpu, cuda or cuda:N."),
+        click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the network."),
+        click.option("--mode", default="niftynet", show_default=True,
+                     help="niftynet: NiftyNet's exact output; see README for faster modes."),
+        click.option("--max-memory", help="Working-memory budget for the network, e.g. 8G or 512M."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bar, errors only."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _memory_bytes(text):
+    if text is None:
+        return None
+    from ..inference.engines import parse_memory
+
+    return parse_memory(text)
+
+
+def _setup_logging(quiet: bool) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="niftyport: %(message)s")
+
+
+@cli.command("parcellate")
+@click.argument("image", required=False, type=click.Path(dir_okay=False, path_type=str))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=str),
+              help="Output label map (default: IMAGE's name + _parcellation.nii.gz, next to it).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=str),
+              help="NiftyNet .ini file (default: the model zoo's highres3dnet_config_eval.ini).")
+@click.option("--niftynet-home", type=click.Path(file_okay=False, path_type=str),
+              help="NiftyNet home folder for relative paths in the config (default: ~/niftynet).")
+@click.option("--window", type=click.IntRange(min=8), help="Window side in voxels (multiple of 8).")
+@click.option("--border", type=click.IntRange(min=0), help="Voxels cropped from each window side.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="NiftyNet's batch_size.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@_run_options
+def parcellate_command(image, output, config_path, niftynet_home, window, border, batch_size, force,
+                       weights, device, threads, mode, max_memory, quiet):
+    """Parcellate a T1 MRI into 160 GIF labels, voxel for voxel as NiftyNet.
+
+    With no IMAGE, runs NiftyNet's own batch inference for --config: every
+    file found by path_to_search / filename_contains is parcellated into
+    save_seg_dir as window_seg_<subject>_<output_postfix>.nii.gz, listed in
+    inferred.csv.
+    """
+    from pathlib import Path
+
+    from ..segmentation.pipeline import resolve_config
+
+    _setup_logging(quiet)
+    if image is None and config_path is None:
+        raise click.UsageError("give an IMAGE to parcellate, or a --config whose path_to_search "
+                               "finds the images")
+    cfg = resolve_config(config_path, niftynet_home=niftynet_home, window=window, border=border,
+                         batch_size=batch_size)
+    run = dict(weights=weights, device=device, threads=threads, mode=mode,
+               max_memory=_memory_bytes(max_memory), progress=not quiet)
+    if image is None:
+        from ..segmentation.batch import parcellate_subjects
+
+        written = parcellate_subjects(cfg, **run)
+        click.echo(f"wrote {len(written)} label map(s) into {written[0].parent if written else '-'}")
+        return
+    out = Path(output or _output_path_for(image))
+    check_outputs([out], [Path(image)], force=force)
+    from ..image_io import save_labels
+    from ..segmentation.pipeline import run_parcellation
+
+    result = run_parcellation(image, config=cfg, **run)
+    save_labels(out, result.labels, result.affine, result.loaded.header, input_paths=[image])
+    if not quiet:
+        took = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+        click.echo(f"{len(set(result.labels.ravel().tolist()))} labels ({took})")
+    click.echo(f"wrote {out}")
+
+
+@cli.command("demo")
+@click.option("-o", "--output-dir", default="niftyport-demo", show_default=True,
+              type=click.Path(file_okay=False, path_type=str), help="Folder for the input and output.")
+@click.option("--full-head", is_flag=True,
+              help="Parcellate the whole template, not the default field of view (slower on a CPU).")
+@_run_options
+def demo_command(output_dir, full_head, weights, device, threads, mode, max_memory, quiet):
+    """Parcellate a real T1 (the MNI152 template shipped with nilearn), offline."""
+    from ..segmentation.demo import run_demo
+
+    _setup_logging(quiet)
+    summary = run_demo(output_dir, full_head=full_head, weights=weights, device=device,
+                       threads=threads, mode=mode, max_memory=_memory_bytes(max_memory),
+                       progress=not quiet)
+    click.echo(summary)
