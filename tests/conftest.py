@@ -64,3 +64,13 @@ def tf_listing(variables_csv) -> dict:
 @pytest.fixture
 def reference_dir() -> Path:
     return need(REFERENCE)
+
+
+def one_line_error(status: int, err: str, *fragments: str) -> str:
+    """Assert the command line's error convention: exit 2 and one line ``niftyport: error: ...``; returns it."""
+    assert status == 2, (status, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("niftyport: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]

@@ -1,13 +1,17 @@
+import dataclasses
 import hashlib
 import io
 import socket
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import niftyport
+from conftest import VARIABLES_CSV
 from niftyport import weights
 from niftyport.checkpoint import read_checkpoint
 from niftyport.errors import WeightsError
@@ -26,9 +30,11 @@ def no_network(monkeypatch):
 
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
+    """No environment variables, and an installation without packaged weights (the fallback path)."""
     for var in ("NIFTYPORT_WEIGHTS", "NIFTYPORT_CACHE_DIR", "XDG_CACHE_HOME"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(weights, "_packaged", lambda network: None)
     return monkeypatch
 
 
@@ -111,8 +117,65 @@ def test_unreachable_upstream_is_a_clear_error(clean_env, tmp_path):
     clean_env.setenv("NIFTYPORT_CACHE_DIR", str(tmp_path))
     with pytest.raises(WeightsError, match="cannot download weights from https://.*no route to host.*NIFTYPORT_WEIGHTS"):
         resolve_weights()
-    with pytest.raises(WeightsError, match="no HighRes3DNet weights"):
+    with pytest.raises(WeightsError, match="no pretrained weights for highres3dnet"):
         resolve_weights(download=False)
+
+
+def test_packaged_weights_come_before_cache_and_download(monkeypatch, tmp_path):
+    for var in ("NIFTYPORT_WEIGHTS", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NIFTYPORT_CACHE_DIR", str(tmp_path / "cache"))
+    requested = serve(monkeypatch, b"never asked for")
+    found = weights.find_weights()
+    assert found.origin == "packaged" and found.path.name == "highres3dnet_brain_parcellation.safetensors"
+    assert found.path.is_relative_to(Path(niftyport.__file__).parent) and requested == []
+    monkeypatch.setenv("NIFTYPORT_WEIGHTS", str(found.path))  # the environment variable still wins
+    assert weights.find_weights().origin == "environment"
+
+
+def test_damaged_packaged_weights_are_not_used(monkeypatch, tmp_path):
+    from niftyport import networks
+
+    bad = tmp_path / "damaged.safetensors"
+    bad.write_bytes(b"x" * 100)
+    spec = networks.get("highres3dnet")
+    monkeypatch.setattr(weights, "_packaged", lambda network: dataclasses.replace(spec.pretrained, weights=bad))
+    monkeypatch.delenv("NIFTYPORT_WEIGHTS", raising=False)
+    monkeypatch.setenv("NIFTYPORT_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(WeightsError, match="no pretrained weights"):
+        weights.find_weights(download=False)
+
+
+def test_shipped_weights_equal_the_model_zoo_checkpoint_bit_for_bit(checkpoint_prefix, third_party_pth):
+    """The packaged file holds exactly the zoo checkpoint's values (read by TensorFlow's format, not ours)."""
+    import csv
+
+    from safetensors.numpy import load_file
+
+    from niftyport import networks
+
+    pretrained = networks.get("highres3dnet").pretrained
+    assert hashlib.sha256(pretrained.weights.read_bytes()).hexdigest() == pretrained.sha256
+    shipped = load_file(pretrained.weights)
+    ckpt = read_checkpoint(checkpoint_prefix).model_tensors()
+    assert len(shipped) == len(ckpt) == 105
+    rules = weights.HIGHRES3DNET_NIFTYNET_RULES.reversed()
+    for key, array in shipped.items():
+        name = rules.target_of(key)[1]
+        expected = ckpt[name]
+        if expected.ndim == 5:
+            expected = expected.transpose(4, 3, 0, 1, 2)
+        assert array.dtype == expected.dtype and np.array_equal(array, expected), key
+    third = torch.load(third_party_pth, weights_only=True)  # the MIT port: the same values
+    ours = load_state_dict(pretrained.weights)
+    for key, value in load_state_dict(third_party_pth).items():
+        assert torch.equal(value, ours[key]), key
+    assert len(third) >= 105
+    with open(VARIABLES_CSV, newline="") as f:  # TensorFlow's own listing of the checkpoint
+        tf_shapes = {r["name"]: r["shape"] for r in csv.DictReader(f)}
+    for key, array in shipped.items():
+        name = rules.target_of(key)[1]
+        assert "x".join(map(str, ckpt[name].shape)) == tf_shapes[name]
 
 
 # --------------------------------------------------------------------------- loading from every source

@@ -189,23 +189,27 @@ def load_image(image: str | os.PathLike | nib.Nifti1Image) -> nib.Nifti1Image:
 
 
 def label_image(labels: np.ndarray, affine: np.ndarray,
-                header_like: nib.Nifti1Header | None = None) -> nib.Nifti1Image:
+                header_like: nib.Nifti1Header | None = None, *, description: str = "") -> nib.Nifti1Image:
     """An int32 label map as the in-memory NIfTI image :func:`save_labels` writes.
 
     ``labels``: integer ``(X, Y, Z)``; ``affine``: ``(4, 4)`` voxel -> RAS+ mm.
     A fresh header (sform code 2, qform code 0, as NiftyNet writes), with the
-    spatial/time units of ``header_like`` when given.
+    spatial/time units of ``header_like`` when given, and ``description`` in
+    ``descrip`` (at most 80 ASCII characters; it says which network made the
+    labels, see :mod:`niftyport.reporting.labels`).
     """
     img = nib.Nifti1Image(np.asarray(labels).astype(np.int32), np.asarray(affine, dtype=np.float64))
     img.set_data_dtype(np.int32)
     if header_like is not None:
         img.header["xyzt_units"] = header_like["xyzt_units"]
+    if description:
+        img.header["descrip"] = description.encode("ascii")[:80]
     return img
 
 
 def save_labels(path: str | os.PathLike, labels: np.ndarray, affine: np.ndarray,
                 header_like: nib.Nifti1Header | None = None, *,
-                input_paths: Iterable[str | os.PathLike] = ()) -> Path:
+                input_paths: Iterable[str | os.PathLike] = (), description: str = "") -> Path:
     """Write an int32 label map as NIfTI, atomically; returns the path written.
 
     ``labels``: integer ``(X, Y, Z)`` in the input scan's voxel grid;
@@ -224,5 +228,5 @@ def save_labels(path: str | os.PathLike, labels: np.ndarray, affine: np.ndarray,
     if labels.ndim != 3 or labels.dtype.kind not in "biu":
         raise ImageError(f"{path}: labels must be a 3-D integer array, got {labels.dtype} {labels.shape}")
     with atomic_output(path) as tmp:
-        nib.save(label_image(labels, affine, header_like), tmp)
+        nib.save(label_image(labels, affine, header_like, description=description), tmp)
     return path

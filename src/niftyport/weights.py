@@ -13,11 +13,13 @@ pickled code runs.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import sys
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -106,25 +108,60 @@ def download_weights(dest: Path, *, url: str = WEIGHTS_URL, sha256: str = WEIGHT
     return dest
 
 
-def resolve_weights(explicit: str | os.PathLike | None = None, *, download: bool = True) -> Path:
-    """Where the HighRes3DNet weights are, in this order:
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """Where the weights in use are: ``path``, and ``origin``, how they were found.
+
+    ``origin`` is one of ``"explicit"`` (a path given by the caller),
+    ``"environment"`` (``$NIFTYPORT_WEIGHTS``), ``"packaged"`` (shipped in
+    niftyport), ``"cache"`` or ``"download"``.
+    """
+
+    path: Path
+    origin: str
+
+
+def _packaged(network: str):
+    from .networks import get
+
+    return get(network).pretrained
+
+
+def find_weights(explicit: str | os.PathLike | None = None, *, network: str = "highres3dnet",
+                 download: bool = True) -> ResolvedWeights:
+    """Where the pretrained weights of ``network`` are, in this order:
 
     1. ``explicit`` (a weights file or a checkpoint), when given;
     2. the environment variable ``NIFTYPORT_WEIGHTS``;
-    3. the cache, ``cache_dir() / WEIGHTS_FILENAME``, if its SHA-256 is right;
-    4. a download from ``WEIGHTS_URL`` into the cache (SHA-256 checked), unless ``download=False``.
+    3. the file shipped in the package (``NetworkSpec.pretrained``), if its SHA-256 is right;
+    4. the cache, ``cache_dir() / WEIGHTS_FILENAME``, if its SHA-256 is right;
+    5. a download from ``WEIGHTS_URL`` into the cache (SHA-256 checked), unless ``download=False``.
+
+    Steps 4-5 are a fallback for an installation whose package data is
+    missing or damaged; HighRes3DNet never needs them.
     """
     if explicit is not None:
-        return _existing(explicit, "weights")
+        return ResolvedWeights(_existing(explicit, "weights"), "explicit")
     if os.environ.get(ENV_WEIGHTS):
-        return _existing(os.environ[ENV_WEIGHTS], f"${ENV_WEIGHTS}:")
+        return ResolvedWeights(_existing(os.environ[ENV_WEIGHTS], f"${ENV_WEIGHTS}:"), "environment")
+    pretrained = _packaged(network)
+    if pretrained is not None and pretrained.weights.is_file():
+        if sha256_of(pretrained.weights) == pretrained.sha256:
+            return ResolvedWeights(pretrained.weights, "packaged")
+        logging.getLogger(__name__).warning("packaged weights %s have the wrong sha256 (damaged "
+                                            "installation); not used", pretrained.weights)
     cached = cache_dir() / WEIGHTS_FILENAME
     if cached.is_file() and sha256_of(cached) == WEIGHTS_SHA256:
-        return cached
+        return ResolvedWeights(cached, "cache")
     if not download:
-        raise WeightsError(f"no HighRes3DNet weights: pass a file, set {ENV_WEIGHTS}, or put "
+        raise WeightsError(f"no pretrained weights for {network}: pass a file, set {ENV_WEIGHTS}, or put "
                            f"{WEIGHTS_FILENAME} in {cached.parent}")
-    return download_weights(cached)
+    return ResolvedWeights(download_weights(cached), "download")
+
+
+def resolve_weights(explicit: str | os.PathLike | None = None, *, download: bool = True) -> Path:
+    """The path :func:`find_weights` finds for HighRes3DNet."""
+    return find_weights(explicit, download=download).path
 
 
 # --------------------------------------------------------------------------- reading
@@ -211,7 +248,7 @@ def load_weights(source: str | os.PathLike | None = None, *, device: str | torch
     """A pretrained ``HighRes3DNet`` (160 GIF labels) in eval mode on ``device``.
 
     ``source`` is any weights file or checkpoint; without it the weights are
-    found by :func:`resolve_weights` (which may download them once).
+    found by :func:`find_weights` (the file shipped in the package).
     """
     from .network import HighRes3DNet
 

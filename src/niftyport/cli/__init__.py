@@ -36,9 +36,19 @@ def main(args: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("niftyport: aborted", err=True)
         return 130
+    except click.UsageError as exc:  # usage mistakes: one line too, with where to read more
+        if debug:
+            raise
+        where = f"niftyport {exc.ctx.info_name}" if exc.ctx is not None and exc.ctx.parent is not None \
+            else "niftyport"
+        message = " ".join(exc.format_message().split())
+        click.echo(f"niftyport: error: {message} (see '{where} --help')", err=True)
+        return 2
     except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+        if debug:
+            raise
+        click.echo(f"niftyport: error: {' '.join(exc.format_message().split())}", err=True)
+        return 2
     except NiftyportError as exc:
         if debug:
             raise
@@ -54,8 +64,8 @@ def main(args: list[str] | None = None) -> int:
         return 130
     return 0
 
+# The command groups register themselves on ``cli``.
+from . import checkpoint, networks, reporting, segmentation  # noqa: E402,F401
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-
-# The command groups register themselves on ``cli``.
-from . import checkpoint, reporting, segmentation  # noqa: E402,F401

@@ -69,7 +69,8 @@ def _expected_keys(spec: str):
 @click.option("--all/--kept-only", "show_all", default=True, show_default=True,
               help="List every variable, or only the model weights that are kept.")
 @click.option("--verify", is_flag=True, help="Also read every tensor and check its crc32c.")
-def variables_command(path: str, csv_path: str | None, show_all: bool, verify: bool) -> None:
+@click.option("--force", is_flag=True, help="Overwrite an existing --csv file.")
+def variables_command(path: str, csv_path: str | None, show_all: bool, verify: bool, force: bool) -> None:
     """List the variables of the TensorFlow checkpoint PATH: name, shape, dtype, kept or dropped and why.
 
     PATH is a checkpoint prefix (model.ckpt-33000), its .index or .data file,
@@ -98,7 +99,7 @@ def variables_command(path: str, csv_path: str | None, show_all: bool, verify: b
         click.echo(line)
     if csv_path is not None:
         out = Path(csv_path)
-        check_outputs([out], _checkpoint_inputs(path), force=True)
+        check_outputs([out], _checkpoint_inputs(path), force=force)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["name", "shape", "dtype", "kind", "kept", "reason"])

@@ -16,17 +16,38 @@ def _output_path_for(image_path: str) -> str:
     return str(path.with_name(split_name(path.name) + "_parcellation.nii.gz"))
 
 
+class DeviceType(click.ParamType):
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (checked against the machine when the run starts)."""
+
+    name = "device"
+
+    def get_metavar(self, *args, **kwargs) -> str:
+        return "[auto|cpu|cuda|cuda:N]"
+
+    def convert(self, value, param, ctx):
+        from ..inference.modes import DEVICES
+
+        text = str(value).strip().lower()
+        index = text.partition(":")[2]
+        if text in DEVICES or (text.startswith("cuda:") and index.isdigit()):
+            return text
+        self.fail(f"{value!r} is not one of auto, cpu, cuda, cuda:N", param, ctx)
+
+
 def _run_options(f):
     """Options shared by ``parcellate`` and ``demo``."""
+    from ..inference.modes import MODES
+
     options = [
         click.option("--weights", help="Weights: a NiftyNet checkpoint, our .safetensors/.pth, or the "
-                                       "third-party .pth (default: $NIFTYPORT_WEIGHTS, the cache, or a "
-                                       "one-time download)."),
-        click.option("--device", default="auto", show_default=True,
-                     help="auto, cpu, cuda or cuda:N."),
+                                       "third-party .pth (default: $NIFTYPORT_WEIGHTS, else the model zoo's "
+                                       "weights shipped with niftyport; see 'niftyport weights')."),
+        click.option("--device", type=DeviceType(), default="auto", show_default=True,
+                     help="Where the network runs: auto (CUDA when available), cpu, cuda or cuda:N."),
         click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the network."),
-        click.option("--mode", default="niftynet", show_default=True,
-                     help="niftynet: NiftyNet's exact output; see README for faster modes."),
+        click.option("--mode", type=click.Choice(list(MODES)), default="niftynet", show_default=True,
+                     help="niftynet: NiftyNet's exact output; niftynet-fast, full, full-eager trade it for speed "
+                          "(see the README's Speed section)."),
         click.option("--max-memory", help="Working-memory budget for the network, e.g. 8G or 512M."),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar, errors only."),
     ]
@@ -61,9 +82,11 @@ def _setup_logging(quiet: bool) -> None:
 @click.option("--window", type=click.IntRange(min=8), help="Window side in voxels (multiple of 8).")
 @click.option("--border", type=click.IntRange(min=0), help="Voxels cropped from each window side.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="NiftyNet's batch_size.")
-@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@click.option("--no-extras", is_flag=True,
+              help="Write only the label map, not its label table (.ctbl) and volumes (_volumes.csv) beside it.")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @_run_options
-def parcellate_command(image, output, config_path, niftynet_home, window, border, batch_size, force,
+def parcellate_command(image, output, config_path, niftynet_home, window, border, batch_size, no_extras, force,
                        weights, device, threads, mode, max_memory, quiet):
     """Parcellate a T1 MRI into 160 GIF labels, voxel for voxel as NiftyNet.
 
@@ -90,17 +113,19 @@ def parcellate_command(image, output, config_path, niftynet_home, window, border
         written = parcellate_subjects(cfg, **run)
         click.echo(f"wrote {len(written)} label map(s) into {written[0].parent if written else '-'}")
         return
-    out = Path(output or _output_path_for(image))
-    check_outputs([out], [Path(image)], force=force)
-    from ..image_io import save_labels
+    from ..segmentation.extras import extras_paths, save_label_map
     from ..segmentation.pipeline import run_parcellation
 
+    out = Path(output or _output_path_for(image))
+    check_outputs([out, *(() if no_extras else extras_paths(out))], [Path(image)], force=force)
     result = run_parcellation(image, config=cfg, **run)
-    save_labels(out, result.labels, result.affine, result.loaded.header, input_paths=[image])
+    written = save_label_map(out, result.labels, result.affine, result.loaded.header, network=cfg.network.name,
+                             input_paths=[image], extras=not no_extras)
     if not quiet:
         took = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
         click.echo(f"{len(set(result.labels.ravel().tolist()))} labels ({took})")
-    click.echo(f"wrote {out}")
+    for path in written:
+        click.echo(f"wrote {path}")
 
 
 @cli.command("demo")
@@ -108,13 +133,16 @@ def parcellate_command(image, output, config_path, niftynet_home, window, border
               type=click.Path(file_okay=False, path_type=str), help="Folder for the input and output.")
 @click.option("--full-head", is_flag=True,
               help="Parcellate the whole template, not the default field of view (slower on a CPU).")
+@click.option("--no-report", is_flag=True, help="Skip the HTML report.")
+@click.option("--force", is_flag=True, help="Overwrite the files of an earlier run in the output folder.")
 @_run_options
-def demo_command(output_dir, full_head, weights, device, threads, mode, max_memory, quiet):
-    """Parcellate a real T1 (the MNI152 template shipped with nilearn), offline."""
+def demo_command(output_dir, full_head, no_report, force, weights, device, threads, mode, max_memory, quiet):
+    """Parcellate a real T1 (the MNI152 template shipped with nilearn), offline: labels with their
+    GIF names, volumes and an HTML report in the output folder."""
     from ..segmentation.demo import run_demo
 
     _setup_logging(quiet)
     summary = run_demo(output_dir, full_head=full_head, weights=weights, device=device,
                        threads=threads, mode=mode, max_memory=_memory_bytes(max_memory),
-                       progress=not quiet)
+                       progress=not quiet, force=force, report=not no_report)
     click.echo(summary)

@@ -771,7 +771,8 @@ MODEL_ZOO_SETTINGS: Mapping[str, Mapping[str, str]] = MappingProxyType({
 })
 
 #: The model zoo's histogram landmarks file, shipped with niftyport.
-PACKAGED_LANDMARKS = Path(__file__).resolve().parents[1] / "data" / "databrain_std_hist_models_otsu.txt"
+PACKAGED_LANDMARKS = Path(__file__).resolve().parents[1] / "networks" / "highres3dnet" / "data" / \
+    "databrain_std_hist_models_otsu.txt"
 
 
 def default_config(*, niftynet_home: str | os.PathLike | None = None) -> Config:
@@ -779,7 +780,7 @@ def default_config(*, niftynet_home: str | os.PathLike | None = None) -> Config:
 
     Equal to ``load_config`` of the model zoo's ``highres3dnet_config_eval.ini``
     except for ``source`` (``None``) and ``histogram_ref_file`` (the copy
-    shipped in ``niftyport/data``).
+    shipped in ``niftyport/networks/highres3dnet/data``).
     """
     home = str(Path(niftynet_home).expanduser()) if niftynet_home is not None else str(default_niftynet_home())
     sections = {name: dict(values) for name, values in MODEL_ZOO_SETTINGS.items()}

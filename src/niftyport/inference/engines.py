@@ -54,6 +54,7 @@ from torch.nn import functional as F
 from .aggregation import GridAggregator
 from ..errors import OptionError
 from ..network import HighRes3DNet
+from .modes import MODES
 from .sampling import batch_emission_order, check_window, grid_locations
 from .tiling import (Box, ConvStep, grid_owner_map, input_box, owned_regions, parse_memory,
                      plan_tiles, region_values, region_work, split_box, tiles_of_size)
@@ -694,12 +695,6 @@ def segment_full(model: torch.nn.Module, volume: np.ndarray, *,
 # --- the pipeline's entry point ---------------------------------------------------------------
 
 #: Inference modes: name -> one-line description (``niftynet`` is the default).
-MODES = {
-    "niftynet": "NiftyNet's windows, border cropping and overwrite order: identical labels",
-    "niftynet-fast": "NiftyNet's windows on the fast engine: ~2x faster, a near-tie voxel may differ",
-    "full": "whole-volume output (no window seams) in halo tiles: fastest, departs from NiftyNet",
-    "full-eager": "as 'full', with eager PyTorch's arithmetic (bit for bit as one model(volume))",
-}
 
 
 def run_mode(mode: str, model: torch.nn.Module, volume: np.ndarray, *,

@@ -27,6 +27,7 @@ import pkgutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NetworkError
@@ -37,6 +38,34 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from ..mapping import RuleSet
+
+
+#: NiftyNet's ``acti_func`` names (``niftynet/layer/activation.py``), ``dropout`` excepted
+#: (the identity at inference).
+ACTI_FUNCS = ("relu", "relu6", "elu", "softplus", "softsign", "sigmoid", "tanh", "prelu", "selu", "leakyrelu")
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """Trained weights shipped in the package, with what a user must know about them.
+
+    Attributes:
+        entry: the NiftyNet model-zoo entry they come from.
+        weights: the ``.safetensors`` file (niftyport's keys).
+        sha256: its SHA-256, checked before use.
+        labels: colour table (3D Slicer ``.ctbl``) naming the output classes, if any.
+        provenance: a text file: sources, hashes, licences, the command that rebuilt the file.
+        licence: one line for the command line.
+        num_classes: the network's output classes with these weights.
+    """
+
+    entry: str
+    weights: Path
+    sha256: str
+    labels: Path | None
+    provenance: Path
+    licence: str
+    num_classes: int
 
 
 @dataclass(frozen=True)
@@ -64,6 +93,8 @@ class NetworkSpec:
         citation: the paper.
         notes: NiftyNet quirks a user should know, kept because they decide the outputs.
         status: what was verified, and how.
+        default_num_classes: ``num_classes`` when the caller gives none.
+        pretrained: weights shipped in the package, if any (:class:`Pretrained`).
     """
 
     name: str
@@ -81,6 +112,7 @@ class NetworkSpec:
     notes: tuple[str, ...] = ()
     status: str = ""
     default_num_classes: int | None = None
+    pretrained: Pretrained | None = None
 
     def module_class(self) -> type:
         """The ``torch.nn.Module`` subclass (imports torch)."""
@@ -174,26 +206,31 @@ def load(name: str, weights: str | os.PathLike | Mapping[str, Any], *, num_class
     return load_network_state(model, get(name), weights)
 
 
-def detect(variable_names: Sequence[str]) -> NetworkSpec:
-    """The network whose NiftyNet rules map every model variable of a checkpoint (``--network auto``).
+def detect(variable_names: Sequence[str]) -> tuple[NetworkSpec, str]:
+    """The network (and activation) whose NiftyNet rules map every model variable (``--network auto``).
 
-    Tries each registered network's rules (at the checkpoint's scope) and
-    keeps those that map every name; when several do, the one whose
-    default scope is the checkpoint's wins.
+    Tries each registered network's rules, at the checkpoint's scope and for
+    each activation whose name appears in the variable names (``relu`` always),
+    and keeps those that map every name; when several networks do, the one
+    whose default scope is the checkpoint's wins. Returns ``(spec, acti_func)``.
     """
     names_ = list(variable_names)
+    text = "\n".join(names_)
+    actis = ["relu", *(a for a in ACTI_FUNCS if a != "relu" and a in text)]
     fits = []
     for spec in specs():
-        rules = spec.rules(scope_of(names_, spec))
-        if names_ and all(rules.maps_source(n) for n in names_):
-            fits.append(spec)
+        scope = scope_of(names_, spec)
+        for acti in actis:
+            rules = spec.rules(scope, acti_func=acti)
+            if names_ and all(rules.covers(n) for n in names_):
+                fits.append((spec, acti))
+                break
     if not fits:
         raise NetworkError("no registered network's NiftyNet names match this checkpoint "
                            f"(first variable: {names_[0] if names_ else 'none'})")
     if len(fits) > 1:
         scope = {n.split("/", 1)[0] for n in names_ if "/" in n}
-        exact = [s for s in fits if {s.default_scope} == scope]
-        fits = exact or fits
+        fits = [fit for fit in fits if {fit[0].default_scope} == scope] or fits
     return fits[0]
 
 
@@ -209,5 +246,5 @@ def divisible_by(multiple: int, what: str) -> Callable[[Sequence[int]], None]:
     return check
 
 
-__all__ = ["NetworkSpec", "build", "detect", "divisible_by", "get", "load", "names", "scope_of", "specs"]
+__all__ = ["NetworkSpec", "Pretrained", "build", "detect", "divisible_by", "get", "load", "names", "scope_of", "specs"]
 

@@ -34,6 +34,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import ACTI_FUNCS
+
 #: ``BNLayer``'s epsilon and ``InstanceNormLayer``'s (``niftynet/layer/bn.py``).
 BN_EPS = 1e-5
 #: NiftyNet's ``moving_decay`` 0.9, as PyTorch's momentum.
@@ -180,10 +182,8 @@ def resize_linear_tf1(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 
-#: NiftyNet's ``acti_func`` names (``niftynet/layer/activation.py``), ``dropout`` excepted
-#: (the identity at inference).
-ACTIVATIONS = ("relu", "relu6", "elu", "softplus", "softsign", "sigmoid", "tanh", "prelu", "selu",
-               "leakyrelu")
+#: NiftyNet's ``acti_func`` names, ``dropout`` excepted (the identity at inference).
+ACTIVATIONS = ACTI_FUNCS
 
 
 class Activation(nn.Module):

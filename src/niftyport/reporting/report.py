@@ -377,8 +377,8 @@ def kernels_from_weights(source: str | os.PathLike | None) -> tuple[tuple | None
     """``(initial, pretrained)`` kernels for the report, or None and the reason why not.
 
     ``source``: anything :func:`niftyport.weights.load_state_dict` reads; when None,
-    only weights already on this machine are used (``$NIFTYPORT_WEIGHTS`` or the
-    cache): the report never downloads.
+    only weights already on this machine are used (``$NIFTYPORT_WEIGHTS``, the file
+    shipped in the package, or the cache): the report never downloads.
     """
     from .. import weights
 
@@ -442,3 +442,47 @@ def preprocessing_from_image(image: str | os.PathLike, config_path: str | os.Pat
         markers["mean_plus threshold"] = float(np.mean(padded, dtype=np.float32))
     return PreprocessingArrays(padded, np.asarray(pre.whitened, dtype=np.float32), np.asarray(pre.mask, bool),
                                network_space_affine(loaded, config), markers), ""
+
+
+def _load_scan(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """``(data float32 (X, Y, Z), affine (4, 4) float64)`` of the input scan, as niftyport reads it."""
+    from ..image_io import load_image
+
+    img = load_image(path)
+    return np.asarray(img.dataobj, dtype=np.float32), np.asarray(img.affine, dtype=np.float64)
+
+
+def report_files(image: str | os.PathLike, parcellation: str | os.PathLike, output: str | os.PathLike, *,
+                 reference: str | os.PathLike | None = None, table: ColorTable | None = None,
+                 weights: str | os.PathLike | None = None, config_path: str | os.PathLike | None = None,
+                 convention: str = "radiological", force: bool = False,
+                 other_inputs: Sequence[str | os.PathLike | None] = ()) -> tuple[ReportResult, dict[str, str]]:
+    """The report of a scan and its label map (files in, folder out): ``(result, notes)``.
+
+    Checks that the maps share the scan's grid and that no output would
+    replace an input (or an existing file, unless ``force``) before anything
+    is computed; ``notes`` says why a section was left out.
+    """
+    from ..outputs import check_outputs
+    from .compare import check_same_grid
+    from .volumes import load_label_image
+
+    scan, affine = _load_scan(image)
+    labels = load_label_image(parcellation)
+    check_same_grid(scan.shape, affine, labels.data.shape, labels.affine, name_a=image, name_b=parcellation)
+    ref = None
+    if reference:
+        ref = load_label_image(reference)
+        check_same_grid(labels.data.shape, labels.affine, ref.data.shape, ref.affine,
+                        name_a=parcellation, name_b=reference)
+    check_outputs([Path(output) / name for name in FILES],
+                  [image, parcellation, reference, config_path, *other_inputs], force=force)
+    notes = {}
+    pre, notes["preprocessing"] = preprocessing_from_image(image, config_path)
+    kernels, notes["kernels"] = kernels_from_weights(weights)
+    inputs = ReportInputs(scan, labels.data, labels.affine, labels.voxel_mm3, table,
+                          image_name=Path(image).name, labels_name=Path(parcellation).name,
+                          reference=None if ref is None else ref.data,
+                          reference_name=Path(reference).name if reference else "reference",
+                          preprocessing=pre, kernels=kernels, notes=notes)
+    return write_report(inputs, output, convention=convention), notes

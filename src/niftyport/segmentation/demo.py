@@ -16,7 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ..image_io import save_labels
+from ..reporting.colortable import ColorTable, read_ctbl
 from .pipeline import resolve_config, run_parcellation
 
 #: Field of view (voxels of 1 mm) kept on a CPU: covers the deep grey matter, the
@@ -57,43 +57,76 @@ def centred_crop(img: nib.Nifti1Image, size: tuple[int, int, int]) -> nib.Nifti1
     return img.slicer[index]
 
 
-def run_demo(output_dir: str | Path, *, full_head: bool = False, weights=None, device="auto",
-             threads=None, mode="niftynet", max_memory=None, progress=True) -> str:
-    """Write the demo's input and label map into ``output_dir``; returns a short summary."""
+def demo_paths(output_dir: str | Path, *, full_head: bool = False) -> dict[str, Path]:
+    """The files the demo writes into ``output_dir``: input, labels, table, volumes, report folder."""
+    from .extras import extras_paths
+
     out_dir = Path(output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    name = "mni152_t1_head" if full_head else "mni152_t1_fov"
+    labels = out_dir / f"{name}_parcellation.nii.gz"
+    table, volumes = extras_paths(labels)
+    return {"input": out_dir / f"{name}.nii.gz", "labels": labels, "table": table, "volumes": volumes,
+            "report": out_dir / "report"}
+
+
+def run_demo(output_dir: str | Path, *, full_head: bool = False, weights=None, device="auto",
+             threads=None, mode="niftynet", max_memory=None, progress=True, force: bool = False,
+             report: bool = True) -> str:
+    """Parcellate the template into ``output_dir`` (input, labels, table, volumes, report); returns a summary.
+
+    Refuses to replace the files of an earlier run unless ``force``.
+    """
+    from ..outputs import check_outputs
+    from ..reporting.report import FILES, report_files
+    from .extras import save_label_map
+
+    paths = demo_paths(output_dir, full_head=full_head)
+    check_outputs([paths[k] for k in ("input", "labels", "table", "volumes")]
+                  + ([paths["report"] / f for f in FILES] if report else []), [], force=force)
+    paths["input"].parent.mkdir(parents=True, exist_ok=True)
     template = mni152_t1()
     if full_head:
-        image = template.slicer[head_box(np.asarray(template.dataobj))]
-        name, config = "mni152_t1_head", resolve_config(None)
+        image, config = template.slicer[head_box(np.asarray(template.dataobj))], resolve_config(None)
     else:
         image = centred_crop(template, DEMO_FOV)
-        window = tuple(n + 20 for n in image.shape)
-        name, config = "mni152_t1_fov", resolve_config(None, window=window)
-    input_path = out_dir / f"{name}.nii.gz"
-    nib.save(image, input_path)
+        config = resolve_config(None, window=tuple(n + 20 for n in image.shape))
+    nib.save(image, paths["input"])
     start = time.perf_counter()
-    result = run_parcellation(input_path, config=config, weights=weights, device=device, threads=threads,
+    result = run_parcellation(paths["input"], config=config, weights=weights, device=device, threads=threads,
                               mode=mode, max_memory=max_memory, progress=progress)
     seconds = time.perf_counter() - start
-    output_path = save_labels(out_dir / f"{name}_parcellation.nii.gz", result.labels, result.affine,
-                              result.loaded.header, input_paths=[input_path])
-    return summarise(result.labels, result.affine, input_path, output_path, seconds)
+    save_label_map(paths["labels"], result.labels, result.affine, result.loaded.header,
+                   network=config.network.name, input_paths=[paths["input"]])
+    if report:
+        report_files(paths["input"], paths["labels"], paths["report"], table=read_ctbl(paths["table"]),
+                     weights=weights, force=True)
+    return summarise(result.labels, result.affine, paths, seconds, table=read_ctbl(paths["table"]),
+                     report=report)
 
 
-def summarise(labels: np.ndarray, affine: np.ndarray, input_path: Path, output_path: Path,
-              seconds: float) -> str:
-    """A few lines a researcher reads first: sizes, labels found, time, files."""
+def summarise(labels: np.ndarray, affine: np.ndarray, paths: dict[str, Path], seconds: float, *,
+              table: ColorTable | None = None, report: bool = True) -> str:
+    """A few lines a researcher reads first: sizes, the largest regions by name, time, files."""
     voxel_mm3 = abs(float(np.linalg.det(affine[:3, :3])))
     ids, counts = np.unique(labels, return_counts=True)
     foreground = counts[ids != 0].sum()
-    biggest = sorted(zip(counts[ids != 0], ids[ids != 0]), reverse=True)[:5]
+    named = {int(i) for i in ids if i != 0 and (table is None or int(i) in table.ids)}
+    biggest = sorted(((c, i) for c, i in zip(counts, ids) if int(i) in named), reverse=True)[:5]
+    unnamed_cm3 = sum(c for c, i in zip(counts, ids) if i != 0 and int(i) not in named) * voxel_mm3 / 1000
+
+    def name(label: int) -> str:
+        return table.name(int(label)) if table is not None else f"label {label}"
+
     lines = [
-        f"input:  {input_path} {tuple(labels.shape)} voxels of {voxel_mm3:.3g} mm^3",
-        f"labels: {len(ids) - (0 in ids)} of 159 non-background labels, "
-        f"{foreground * voxel_mm3 / 1000:.1f} cm^3 labelled",
-        "largest labels (id: cm^3): " + ", ".join(f"{i}: {c * voxel_mm3 / 1000:.1f}" for c, i in biggest),
-        f"time:   {seconds:.1f} s",
-        f"output: {output_path}",
+        f"input:   {paths['input']} {tuple(labels.shape)} voxels of {voxel_mm3:.3g} mm^3",
+        f"labels:  {len(ids) - (0 in ids)} of 159 non-background labels, "
+        f"{foreground * voxel_mm3 / 1000:.1f} cm^3 labelled"
+        + (f" ({unnamed_cm3:.1f} cm^3 in labels the table leaves unnamed: GIF's non-brain classes)"
+           if unnamed_cm3 else ""),
+        "largest regions (cm^3): " + ", ".join(f"{name(i)} {c * voxel_mm3 / 1000:.1f}" for c, i in biggest),
+        f"time:    {seconds:.1f} s",
+        f"output:  {paths['labels']} (label names: {paths['table'].name}, volumes: {paths['volumes'].name})",
     ]
+    if report:
+        lines.append(f"report:  {paths['report'] / 'index.html'}")
     return "\n".join(lines)

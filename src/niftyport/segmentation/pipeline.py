@@ -7,6 +7,8 @@ one only chains them and keeps what they produced.
 """
 from __future__ import annotations
 
+import contextlib
+
 import logging
 import os
 import time
@@ -128,13 +130,30 @@ def run_parcellation(image: str | os.PathLike | nib.Nifti1Image, *,
         progress: show a progress bar over windows.
     """
     if mode not in MODES:
-        raise NiftyportError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
+        raise NiftyportError(f"mode {mode!r} is not one of {', '.join(MODES)}")
     cfg = resolve_config(config)
     dev = resolve_device(device)
+    if threads is not None and threads < 1:
+        raise NiftyportError(f"threads must be at least 1, got {threads}")
+    with torch_threads(threads):
+        return _run(image, cfg, weights=weights, model=model, mode=mode, device=dev, max_memory=max_memory,
+                    progress=progress)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run the block with ``threads`` CPU threads in torch (unchanged when None), then restore them."""
+    old = torch.get_num_threads()
     if threads is not None:
-        if threads < 1:
-            raise NiftyportError(f"--threads must be at least 1, got {threads}")
         torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _run(image, cfg: Config, *, weights, model, mode: str, device: torch.device, max_memory, progress: bool):
+    dev = device
     seconds: dict[str, float] = {}
 
     t = time.perf_counter()
