@@ -1,5 +1,4 @@
 """UNet2D against NiftyNet 0.6.0's own graph (oracle references, random non-trivial weights, n_fea narrowed)."""
-import numpy as np
 import pytest
 
 from network_refs import assert_matches_niftynet, load_ref, run_niftynet_layout

@@ -1,4 +1,4 @@
-"""HighRes3DNetLarge (``niftynet.network.highres3dnet_large.HighRes3DNetLarge``): HighRes3DNet with one more 3x3x3 layer.
+"""HighRes3DNetLarge (``niftynet.network.highres3dnet_large.HighRes3DNetLarge``): HighRes3DNet, one more 3x3x3 layer.
 
 Li W., Wang G., Fidon L., Ourselin S., Cardoso M. J., Vercauteren T. IPMI 2017
 (the large variant). Home of the network: :mod:`.module` (the ``nn.Module``),
