@@ -58,7 +58,40 @@ SHAPES: dict[str, tuple[int, ...] | None] = {
     "holisticnet": (1, 16, 24, 16, 1),
     "unet2d": (1, 220, 236, 1),
     "nonewnet": (1, 32, 16, 16, 1),
+    "toynet_prelu": (1, 16, 16, 8, 1),
+    "highres3dnet_small_prelu": (1, 16, 24, 16, 1),
+    "highres3dnet_large_prelu": (1, 16, 24, 16, 1),
+    "unet2d_prelu": (1, 204, 220, 1),
+    "unet2d_offgrid": (1, 197, 213, 1),
 }
+
+#: Cases the oracle has no spec of its own for: key -> (oracle key, what changes in its spec).
+#: Each gets its own seed; the oracle's notes are kept, one more says what differs.
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "toynet_prelu": ("toynet", {"seed": 201, "kwargs": {"num_classes": 5, "acti_func": "prelu"},
+                                "extra_note": "Variant: acti_func='prelu' (ToyNet ignores it)."}),
+    "highres3dnet_small_prelu": ("highres3dnet_small", {
+        "seed": 202, "kwargs": {"num_classes": 5, "acti_func": "prelu"},
+        "extra_note": "Variant: acti_func='prelu'."}),
+    "highres3dnet_large_prelu": ("highres3dnet_large", {
+        "seed": 203, "kwargs": {"num_classes": 5, "acti_func": "prelu"},
+        "extra_note": "Variant: acti_func='prelu'."}),
+    "unet2d_prelu": ("unet2d", {"seed": 204, "kwargs": {"num_classes": 5, "acti_func": "prelu"},
+                                "extra_note": "Variant: acti_func='prelu'."}),
+    "unet2d_offgrid": ("unet2d", {
+        "seed": 205, "extra_note": "Variant: sides 197 x 213, not 16k+124: SAME max-pools of odd sizes, "
+                                   "skips cropped by the X border on both axes and bilinearly resized."}),
+}
+
+
+def _register_variant(networks, key: str) -> None:
+    """Add ``key`` of :data:`VARIANTS` to the oracle's specs (a copy of its base spec, changed)."""
+    base, changes = VARIANTS[key]
+    changes = dict(changes)
+    note = changes.pop("extra_note")
+    spec = {**networks.SPEC_BY_KEY[base], **changes, "key": key}
+    spec["notes"] = list(spec.get("notes", [])) + [note]
+    networks.SPEC_BY_KEY[key] = spec
 
 
 def _one(key: str, out_root: str) -> int:
@@ -66,6 +99,8 @@ def _one(key: str, out_root: str) -> int:
     sys.path.insert(0, str(ORACLE_NETWORKS))
     import networks  # the shared oracle tool
 
+    if key in VARIANTS:
+        _register_variant(networks, key)
     if SHAPES.get(key):
         networks.SPEC_BY_KEY[key]["shape"] = SHAPES[key]
     return networks.build_one(key, out_root)

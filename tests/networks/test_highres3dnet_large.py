@@ -1,0 +1,107 @@
+"""HighRes3DNetLarge against NiftyNet 0.6.0's own graph (oracle references, random non-trivial weights)."""
+import pytest
+
+from network_refs import assert_matches_niftynet, load_ref, run_niftynet_layout
+from niftyport import networks
+from niftyport.mapping import map_tensors
+from niftyport.variable_filter import classify
+
+NAME = "highres3dnet_large"
+KEYS = ["highres3dnet_large", "highres3dnet_large_prelu"]
+
+
+def model_variables(ref):
+    """The reference's variables a checkpoint reader keeps (no batch-norm debias accumulators)."""
+    return {k: v for k, v in ref.variables.items() if classify(k, v.shape).kept}
+
+
+@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("which", ["random", "smooth"])
+def test_forward_matches_niftynet(key, which):
+    ref = load_ref(key)
+    model = networks.load(NAME, ref.variables, **ref.constructor_kwargs, **ref.attributes)
+    assert_matches_niftynet(run_niftynet_layout(model, ref.input(which)), ref.outputs[which])
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_registry_round_trip(key):
+    """The rules' targets are exactly the module's keys (strict both ways), and back to NiftyNet's names."""
+    ref = load_ref(key)
+    spec = networks.get(NAME)
+    model = networks.build(NAME, **ref.constructor_kwargs)
+    rules = spec.rules(spec.default_scope, acti_func=model.acti_func)
+    variables = model_variables(ref)
+    mapped = map_tensors(variables, rules, expected=model)
+    assert set(mapped) == {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    assert set(map_tensors(mapped, rules.reversed())) == set(variables)
+
+
+def test_a_wrong_activation_does_not_match():
+    """Control: the relu checkpoint read with prelu's names (conv_0_bn_prelu ...) is refused."""
+    from niftyport.errors import MappingError
+
+    ref = load_ref(KEYS[0])
+    with pytest.raises(MappingError, match="match no rule"):
+        networks.load(NAME, ref.variables, num_classes=5, acti_func="prelu")
+
+
+def test_input_size_rule():
+    from niftyport.errors import InputShapeError
+
+    spec = networks.get(NAME)
+    spec.validate_input((16, 24, 8))
+    with pytest.raises(InputShapeError, match="multiple of 8"):
+        spec.validate_input((16, 20, 8))
+    with pytest.raises(InputShapeError, match="3-D"):
+        spec.validate_input((16, 16))
+
+
+def test_conv_2_is_active():
+    """Control: leaving out conv_2's activation (HighRes3DNet's last layers) does not reproduce NiftyNet."""
+    ref = load_ref(KEYS[0])
+    model = networks.load(NAME, ref.variables, **ref.constructor_kwargs)
+    model.conv_2.relu = False
+    with pytest.raises(AssertionError, match=r"max \|diff\|"):
+        assert_matches_niftynet(run_niftynet_layout(model, ref.input("random")), ref.outputs["random"])
+
+
+# ------------------------------------------------------------------ telling the HighRes3DNets apart
+
+#: Reference -> the network detect() must name. HighRes3DNet and HighRes3DNetLarge share the scope
+#: 'HighRes3DNet'; HighRes3DNetSmall's rules also map HighRes3DNet's names (a subset of its own).
+HIGHRES_REFS = {"highres3dnet_relu": "highres3dnet", "highres3dnet_small": "highres3dnet_small",
+                "highres3dnet_large": "highres3dnet_large"}
+
+
+@pytest.fixture
+def detect_runs(monkeypatch):
+    """``networks.detect`` calls ``RuleSet.maps_source``; where mapping.RuleSet lacks it, it gets ``covers``."""
+    from niftyport.mapping import RuleSet
+
+    if not hasattr(RuleSet, "maps_source"):
+        monkeypatch.setattr(RuleSet, "maps_source", RuleSet.covers, raising=False)
+
+
+@pytest.mark.parametrize("key, name", list(HIGHRES_REFS.items()))
+def test_detect_tells_the_highres3dnets_apart(detect_runs, key, name):
+    assert networks.detect(list(model_variables(load_ref(key)))).name == name
+
+
+def _rule_set_has_maps_source() -> bool:
+    from niftyport.mapping import RuleSet
+
+    return hasattr(RuleSet, "maps_source")
+
+
+@pytest.mark.xfail(not _rule_set_has_maps_source(), raises=AttributeError, strict=True,
+                   reason="networks.detect calls RuleSet.maps_source, which niftyport.mapping.RuleSet lacks")
+def test_detect_runs_unpatched():
+    assert networks.detect(list(model_variables(load_ref(KEYS[0])))).name == NAME
+
+
+def test_neither_highres3dnet_maps_the_others_names():
+    """What detect() relies on: same scope, but each rule set refuses some of the other's variables."""
+    plain = model_variables(load_ref("highres3dnet_relu"))
+    large = model_variables(load_ref(KEYS[0]))
+    assert not all(networks.get("highres3dnet").rules("HighRes3DNet").covers(n) for n in large)
+    assert not all(networks.get(NAME).rules("HighRes3DNet").covers(n) for n in plain)
