@@ -4,7 +4,7 @@ import pytest
 from network_refs import assert_matches_niftynet, load_ref, run_niftynet_layout
 from niftyport import networks
 from niftyport.mapping import map_tensors
-from niftyport.variable_filter import classify
+from niftyport.checkpoint.filter import classify
 
 NAME = "highres3dnet_large"
 KEYS = ["highres3dnet_large", "highres3dnet_large_prelu"]
@@ -73,30 +73,10 @@ HIGHRES_REFS = {"highres3dnet_relu": "highres3dnet", "highres3dnet_small": "high
                 "highres3dnet_large": "highres3dnet_large"}
 
 
-@pytest.fixture
-def detect_runs(monkeypatch):
-    """``networks.detect`` calls ``RuleSet.maps_source``; where mapping.RuleSet lacks it, it gets ``covers``."""
-    from niftyport.mapping import RuleSet
-
-    if not hasattr(RuleSet, "maps_source"):
-        monkeypatch.setattr(RuleSet, "maps_source", RuleSet.covers, raising=False)
-
-
-@pytest.mark.parametrize("key, name", list(HIGHRES_REFS.items()))
-def test_detect_tells_the_highres3dnets_apart(detect_runs, key, name):
-    assert networks.detect(list(model_variables(load_ref(key)))).name == name
-
-
-def _rule_set_has_maps_source() -> bool:
-    from niftyport.mapping import RuleSet
-
-    return hasattr(RuleSet, "maps_source")
-
-
-@pytest.mark.xfail(not _rule_set_has_maps_source(), raises=AttributeError, strict=True,
-                   reason="networks.detect calls RuleSet.maps_source, which niftyport.mapping.RuleSet lacks")
-def test_detect_runs_unpatched():
-    assert networks.detect(list(model_variables(load_ref(KEYS[0])))).name == NAME
+@pytest.mark.parametrize("key, name", list(HIGHRES_REFS.items()) + [("highres3dnet_prelu", "highres3dnet")])
+def test_detect_tells_the_highres3dnets_apart(key, name):
+    spec, acti = networks.detect(list(model_variables(load_ref(key))))
+    assert spec.name == name and acti == load_ref(key).constructor_kwargs["acti_func"]
 
 
 def test_neither_highres3dnet_maps_the_others_names():

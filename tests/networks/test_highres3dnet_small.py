@@ -4,7 +4,7 @@ import pytest
 from network_refs import assert_matches_niftynet, load_ref, run_niftynet_layout
 from niftyport import networks
 from niftyport.mapping import map_tensors
-from niftyport.variable_filter import classify
+from niftyport.checkpoint.filter import classify
 
 NAME = "highres3dnet_small"
 KEYS = ["highres3dnet_small", "highres3dnet_small_prelu"]
