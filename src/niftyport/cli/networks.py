@@ -50,3 +50,56 @@ def weights_command(weights: str | None, network: str) -> None:
 
 _ORIGINS = {"explicit": "--weights", "environment": "$NIFTYPORT_WEIGHTS", "packaged": "shipped with niftyport",
             "cache": "the download cache", "download": "a download"}
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    """``KEY=JSON`` -> ``(key, value)``, e.g. ``n_features=[8,16,32,64,128]``."""
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise click.BadParameter(f"{text!r} is not KEY=JSON", param_hint="--option")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"{text!r}: the value is not JSON ({exc.msg})", param_hint="--option") from None
+
+
+@cli.command("forward")
+@click.argument("input_path", metavar="INPUT.npy", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("output_path", metavar="OUTPUT.npy", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--network", "network", required=True, help="Registered network name (see 'niftyport networks').")
+@click.option("--weights", required=True, help="NiftyNet checkpoint, or .safetensors/.pth of niftyport keys.")
+@click.option("--num-classes", type=click.IntRange(min=1), help="NiftyNet's num_classes (default: the network's).")
+@click.option("--acti-func", default="relu", show_default=True, help="NiftyNet's activation_function.")
+@click.option("--in-channels", type=click.IntRange(min=1), help="Input channels (default: INPUT's last axis).")
+@click.option("--option", "options", multiple=True, metavar="KEY=JSON",
+              help="A NiftyNet hyper-parameter, e.g. 'n_features=[8,16,32,64,128]'; repeatable.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--force", is_flag=True, help="Overwrite an existing OUTPUT.")
+def forward_command(input_path, output_path, network, weights, num_classes, acti_func, in_channels, options,
+                    device, force):
+    """Run a network on INPUT.npy and write its raw output (before softmax) to OUTPUT.npy.
+
+    Both arrays are in NiftyNet's layout, (N, X, Y, Z, C), or (N, X, Y, C) for
+    2-D networks: the tool to check a port against NiftyNet by hand.
+    """
+    from pathlib import Path
+
+    from .. import networks
+    from ..networks.forward import forward_niftynet_layout, load_input
+    from ..outputs import atomic_output, check_outputs
+
+    check_outputs([Path(output_path)], [Path(input_path), Path(weights)], force=force)
+    spec = networks.get(network)
+    array = load_input(input_path, spec)
+    kwargs = dict(_parse_option(o) for o in options)
+    model = networks.load(spec.name, weights, num_classes=num_classes, acti_func=acti_func,
+                          in_channels=in_channels or int(array.shape[-1]), **kwargs)
+    out = forward_niftynet_layout(model, array, device=device)
+    import numpy as np
+
+    with atomic_output(Path(output_path)) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, out, allow_pickle=False)
+    click.echo(f"{spec.name}: {tuple(array.shape)} -> {tuple(out.shape)}, wrote {output_path}")
