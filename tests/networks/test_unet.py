@@ -16,7 +16,7 @@ KEYS = ["unet3d", "unet3d_prelu"]
 
 def _model_variables(ref):
     """The checkpoint's model variables (what the loader keeps: no batch-norm debias helpers)."""
-    from niftyport.variable_filter import classify
+    from niftyport.checkpoint.filter import classify
 
     return [n for n, a in ref.variables.items() if classify(n, tuple(a.shape)).kept]
 

@@ -67,6 +67,7 @@ def _memory_bytes(text):
 def _setup_logging(quiet: bool) -> None:
     import logging
 
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="niftyport: %(message)s")
 

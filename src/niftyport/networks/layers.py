@@ -246,10 +246,14 @@ class BatchNorm(nn.Module):
 
 
 class InstanceNorm(nn.Module):
-    """TF1 ``contrib.layers.instance_norm`` as NiftyNet's ``InstanceNormLayer`` uses it (eps 1e-5).
+    """TF1 ``contrib.layers.instance_norm`` (NiftyNet's ``InstanceNormLayer``, eps 1e-5), also on one voxel.
 
-    Per sample and channel, mean and biased variance over the spatial axes;
-    keys ``weight`` (gamma) and ``bias`` (beta).
+    Per sample and channel: ``mean`` and biased ``variance`` over the spatial
+    axes (``tf.nn.moments``), then ``tf.nn.batch_normalization``'s
+    ``x * inv + (beta - mean * inv)`` with ``inv = gamma / sqrt(variance + eps)``.
+    Unlike ``torch.nn.functional.instance_norm`` it accepts maps of one voxel
+    (No-New-Net's bottom level for 16-voxel sides), where it gives ``beta``.
+    Keys ``weight`` (gamma) and ``bias`` (beta).
     """
 
     def __init__(self, channels: int, eps: float = BN_EPS):
@@ -259,7 +263,12 @@ class InstanceNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+        axes = tuple(range(2, x.dim()))
+        mean = x.mean(dim=axes, keepdim=True)
+        variance = (x - mean).square().mean(dim=axes, keepdim=True)
+        shape = (1, -1) + (1,) * len(axes)
+        inv = torch.rsqrt(variance + self.eps) * self.weight.reshape(shape)
+        return x * inv + (self.bias.reshape(shape) - mean * inv)
 
 
 class Conv(nn.Module):

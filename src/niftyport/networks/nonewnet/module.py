@@ -22,34 +22,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..layers import BN_EPS, Activation, Conv, max_pool_same, resize_linear_tf1
+from ..layers import Activation, Conv, InstanceNorm, max_pool_same, resize_linear_tf1
 from .architecture import DEFAULT_N_FEATURES, BlockSpec, ConvSpec, blocks
-
-
-class InstanceNorm(nn.Module):
-    """TF1 ``contrib.layers.instance_norm`` (NiftyNet's ``InstanceNormLayer``), also on a single voxel.
-
-    Per sample and channel: ``mean`` and biased ``variance`` over the spatial
-    axes (``tf.nn.moments``), then ``tf.nn.batch_normalization``'s
-    ``x * inv + (beta - mean * inv)`` with ``inv = gamma / sqrt(variance + eps)``.
-    Unlike ``torch.nn.functional.instance_norm`` it accepts maps of one voxel
-    (NiftyNet's bottom level for 16-voxel sides), where it gives ``beta``.
-    Keys ``weight`` (gamma) and ``bias`` (beta).
-    """
-
-    def __init__(self, channels: int, eps: float = BN_EPS):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        axes = tuple(range(2, x.dim()))
-        mean = x.mean(dim=axes, keepdim=True)
-        variance = (x - mean).square().mean(dim=axes, keepdim=True)
-        shape = (1, -1) + (1,) * len(axes)
-        inv = torch.rsqrt(variance + self.eps) * self.weight.reshape(shape)
-        return x * inv + (self.bias.reshape(shape) - mean * inv)
 
 
 class ConvINActi(nn.Module):
