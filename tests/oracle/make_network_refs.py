@@ -81,6 +81,15 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "unet2d_offgrid": ("unet2d", {
         "seed": 205, "extra_note": "Variant: sides 197 x 213, not 16k+124: SAME max-pools of odd sizes, "
                                    "skips cropped by the X border on both axes and bilinearly resized."}),
+    "unet3d_prelu": ("unet3d", {
+        "seed": 120, "kwargs": {"num_classes": 8, "acti_func": "prelu"}, "attrs": {"n_features": [4, 8, 8, 16, 32]},
+        "shape": (1, 96, 96, 96, 2), "extra_note": "Variant: prelu, 2 channels, repeated widths (layer names _1/_2)."}),
+    "vnet_prelu": ("vnet", {
+        "seed": 121, "kwargs": {"num_classes": 3, "acti_func": "prelu"}, "attrs": {"n_features": [2, 4, 8, 16, 32]},
+        "shape": (1, 32, 16, 16, 2), "extra_note": "Variant: prelu, 2 channels (L1's bypass projection)."}),
+    "nonewnet_prelu": ("nonewnet", {
+        "seed": 122, "kwargs": {"num_classes": 6, "acti_func": "prelu"}, "attrs": {"n_features": [6, 12, 24, 48, 96]},
+        "shape": (1, 16, 16, 16, 1), "extra_note": "Variant: prelu, 16^3 (one-voxel bottom level), 6 classes."}),
 }
 
 
