@@ -4,7 +4,7 @@ import pytest
 from network_refs import assert_matches_niftynet, load_ref, run_niftynet_layout
 from niftyport import networks
 from niftyport.mapping import export_state_dict
-from niftyport.variable_filter import classify
+from niftyport.checkpoint.filter import classify
 
 
 def _model():
