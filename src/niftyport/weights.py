@@ -287,6 +287,8 @@ def load_network_state(model: torch.nn.Module, spec: NetworkSpec,
                        source: str | os.PathLike | Mapping[str, Any]) -> torch.nn.Module:
     """Load ``source`` (see :func:`network_tensors`) into ``model`` strictly; returns ``model`` in eval mode."""
     kwargs = {"acti_func": getattr(model, "acti_func", "relu")}
+    if hasattr(model, "spatial_dims"):  # 2-D variants of 3-D networks name their kernels alike
+        kwargs["spatial_dims"] = model.spatial_dims
     tensors, rules = network_tensors(spec, source, rule_kwargs=kwargs)
     return _load_into(model, convert_state_dict(tensors, rules, expected=model), rules).eval()
 
