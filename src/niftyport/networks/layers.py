@@ -59,7 +59,7 @@ def same_padding(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> 
     ((1, 1), (0, 1), (0, 0), (2, 2))
     """
     extent = (kernel - 1) * dilation + 1
-    total = max((math.ceil(size / stride) - 1) * stride + extent - size, 0)
+    total = max((-(-size // stride) - 1) * stride + extent - size, 0)  # integer ceil: symbolic sizes too
     return total // 2, total - total // 2
 
 
@@ -68,7 +68,7 @@ def pad_same(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int], dila
     """``x`` ``(N, C, *spatial)`` padded as TensorFlow's ``SAME`` would before a window op."""
     pads: list[int] = []
     for size, k, s, d in zip(reversed(x.shape[2:]), reversed(kernel), reversed(stride), reversed(dilation)):
-        pads += same_padding(int(size), k, s, d)  # F.pad takes the last axis first
+        pads += same_padding(size, k, s, d)  # F.pad takes the last axis first
     if not any(pads):
         return x
     return F.pad(x, pads, value=value)
@@ -88,7 +88,7 @@ def conv_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None =
     conv = _CONV[n]
     if padding.upper() == "VALID":
         return conv(x, weight, bias, stride_, 0, dilation_)
-    pads = [same_padding(int(size), k, s, d) for size, k, s, d in zip(x.shape[2:], kernel, stride_, dilation_)]
+    pads = [same_padding(size, k, s, d) for size, k, s, d in zip(x.shape[2:], kernel, stride_, dilation_)]
     if all(a == b for a, b in pads):
         return conv(x, weight, bias, stride_, tuple(a for a, _ in pads), dilation_)
     return conv(pad_same(x, kernel, stride_, dilation_), weight, bias, stride_, 0, dilation_)
@@ -112,7 +112,7 @@ def conv_transpose_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     crops = []
     for size, k, s in zip(x.shape[2:], kernel, stride_):
         before = max(k - s, 0) // 2
-        crops.append(slice(before, before + int(size) * s))
+        crops.append(slice(before, before + size * s))
     return full[(slice(None), slice(None), *crops)]
 
 
@@ -143,7 +143,7 @@ def _linear_axis(x: torch.Tensor, axis: int, new_size: int) -> torch.Tensor:
     ``index_select`` is an order of magnitude slower on the outer axes of a
     5-D tensor (DenseVNet's 72^3 -> 144^3 resize of 9 channels: 12 s -> 1 s).
     """
-    old = x.shape[axis]
+    old = int(x.shape[axis])  # an int also while tracing (where sizes are tensors)
     if old == new_size:
         return x
     scale = np.float32(old) / np.float32(new_size)
@@ -173,6 +173,8 @@ def resize_linear_tf1(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     >>> resize_linear_tf1(x, (8, 1)).flatten().tolist()
     [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.0]
     """
+    if torch.compiler.is_exporting():  # torch.export (ONNX): sizes may be symbolic; one op (_resize_tf1_op)
+        return x if list(x.shape[2:]) == list(size) else _resize_tf1_op(x, list(size))
     size = tuple(int(n) for n in size)
     if tuple(x.shape[2:]) == size:
         return x
@@ -182,6 +184,27 @@ def resize_linear_tf1(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         x = _linear_axis(x, axis, size[axis - 2])
     return x
 
+
+
+@torch.library.custom_op("niftyport::resize_linear_tf1", mutates_args=(),
+                         schema="(Tensor x, SymInt[] size) -> Tensor")
+def _resize_tf1_op(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """:func:`resize_linear_tf1` as one opaque op, what ONNX export sees (eager: the same gathers).
+
+    ``niftyport.export.onnx`` translates it into ONNX's
+    ``Resize(mode="linear", coordinate_transformation_mode="asymmetric")``,
+    TF1's legacy sampling ``src = dst * in / out``, clamped at the end;
+    the sizes stay symbolic, so exports with dynamic spatial axes resize right.
+    """
+    out = x
+    for axis in reversed(range(2, x.dim())):
+        out = _linear_axis(out, axis, int(size[axis - 2]))
+    return out.clone() if out is x else out
+
+
+@_resize_tf1_op.register_fake
+def _(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    return x.new_empty((*x.shape[:2], *size))
 
 # --------------------------------------------------------------------------- modules
 
