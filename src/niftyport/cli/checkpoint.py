@@ -6,6 +6,7 @@ import click
 from ..errors import NiftyportError
 from ..outputs import check_outputs
 from . import cli
+from .export import checkpoint_format, export_options, run_export
 
 def _shape_text(shape: tuple[int, ...]) -> str:
     """``(3, 3, 3, 1, 16)`` -> ``"3x3x3x1x16"``; ``()`` -> ``"scalar"`` (TensorFlow's listing style)."""
@@ -176,13 +177,18 @@ def convert_command(path: str, output: str, network: str, rules_path: str | None
               help="Write only the model variables, without the batch-norm zero-debias variables "
                    "NiftyNet needs to restore the checkpoint.")
 @click.option("--force", is_flag=True, help="Overwrite an existing checkpoint with this prefix.")
+@export_options
 def export_command(weights: str, output: str, rules_path: str | None, global_step: int | None,
-                   weights_only: bool, force: bool) -> None:
+                   weights_only: bool, force: bool, fmt: str = "niftynet", **formats) -> None:
     """Write PyTorch WEIGHTS (.safetensors, .pth, or a checkpoint) as a NiftyNet checkpoint.
 
     Variables get NiftyNet's names and TensorFlow's layouts; TensorFlow reads
     the result with tf.train.load_checkpoint, NiftyNet restores it.
+    --format torchscript/onnx/monai-bundle writes the network for today's tools instead.
     """
+    if not checkpoint_format(fmt, dict(formats, rules_path=rules_path, global_step=global_step,
+                                       weights_only=weights_only)):
+        return run_export(weights, output, fmt=fmt, force=force, **formats)
     import re
     from pathlib import Path
 

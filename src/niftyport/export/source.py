@@ -66,13 +66,16 @@ class ExportSource:
 def state_digest(state: Mapping[str, Any]) -> str:
     """SHA-256 over ``state`` sorted by key: per tensor its key, dtype, shape and C-order bytes.
 
+    Batch-norm counters (``num_batches_tracked``, absent from NiftyNet's
+    checkpoints, never read at inference) are left out.
+
     The digest of the weights an exported model holds, independent of the
     file format they were read from (checkpoint, safetensors, ``.pth``).
     """
     import numpy as np
 
     digest = hashlib.sha256()
-    for key in sorted(state):
+    for key in sorted(k for k in state if not k.endswith("num_batches_tracked")):
         value = state[key]
         array = np.ascontiguousarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
         digest.update(f"{key}\0{array.dtype.str}\0{array.shape}\0".encode())
