@@ -91,10 +91,14 @@ def _trace(model: torch.nn.Module, x: torch.Tensor) -> torch.jit.ScriptModule:
             return torch.jit.trace(model, (x,), check_trace=False)
 
 
-def _same(traced: torch.jit.ScriptModule, model: torch.nn.Module, x: torch.Tensor) -> bool:
-    """Whether ``traced(x)`` equals ``model(x)`` bit for bit (a traced graph of one size may fail on another)."""
+def _eager(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        expected = model(x)
+        return model(x)
+
+
+def _same(traced: torch.jit.ScriptModule, expected: torch.Tensor, x: torch.Tensor) -> bool:
+    """Whether ``traced(x)`` is ``expected`` bit for bit (a traced graph of one size may fail on another)."""
+    with torch.no_grad():
         try:
             got = traced(x)
         except RuntimeError:
@@ -103,8 +107,8 @@ def _same(traced: torch.jit.ScriptModule, model: torch.nn.Module, x: torch.Tenso
 
 
 def second_shape(rules: Sequence[AxisRule], shape: Sequence[int]) -> tuple[int, ...]:
-    """Another valid shape, every side different (axis ``i`` grown by ``i + 1`` steps)."""
-    return tuple(n + r.step * (i + 1) for i, (n, r) in enumerate(zip(shape, rules)))
+    """The next valid shape: every side one step of the size rule longer (so every axis is checked)."""
+    return tuple(n + r.step for n, r in zip(shape, rules))
 
 
 def to_torchscript(source: ExportSource, shape: Sequence[int] | None = None) -> tuple[torch.jit.ScriptModule,
@@ -120,18 +124,20 @@ def to_torchscript(source: ExportSource, shape: Sequence[int] | None = None) -> 
     shape = tuple(shape) if shape is not None else smallest_shape(rules, 32)
     spec.validate_input(shape)
     x = _example(source, shape, 0)
+    expected = _eager(model, x)
     traced = _trace(model, x)
-    if not _same(traced, model, x):
+    if not _same(traced, expected, x):
         raise NetworkError(f"{spec.name}: the traced module differs from eager PyTorch at {shape}")
     other = second_shape(rules, shape)
-    any_size = _same(traced, model, _example(source, other, 1))
+    x_other = _example(source, other, 1)
+    any_size = _same(traced, _eager(model, x_other), x_other)
     minimum = [r.minimum for r in rules] if any_size else list(shape)
     step = [r.step for r in rules] if any_size else [0] * len(shape)
     rule = (f"{spec.name} takes sides " + ", ".join(r.text() for r in rules) if any_size else
             f"this export was traced for spatial shape {shape} only (its resizes depend on the size); "
             f"export again with another --input-shape")
     guarded = torch.jit.script(SizeGuard(traced, source.build.in_channels, minimum, step, rule))
-    if not _same(guarded, model, x):
+    if not _same(guarded, expected, x):
         raise NetworkError(f"{spec.name}: the guarded module differs from eager PyTorch at {shape}")
     return guarded, TraceCheck(shape, other, any_size)
 
