@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from network_refs import assert_matches_niftynet, load_ref, ref_keys
+from network_refs import assert_matches_niftynet, load_ref, ref_keys, run_niftynet_layout
 from niftyport import networks
 from niftyport.checkpoint import read_checkpoint, write_checkpoint
 from niftyport.checkpoint.filter import classify
@@ -25,6 +25,16 @@ def _model_variables(ref):
 def _build(ref, spec):
     return networks.build(spec.name, **ref.constructor_kwargs, **ref.attributes,
                           in_channels=int(ref.meta["input_shape"][-1]))
+
+
+@pytest.mark.parametrize("which", ["random", "smooth"])
+@pytest.mark.parametrize("key", KEYS)
+def test_forward_matches_niftynet(key, which):
+    """The acceptance test of every port: NiftyNet's own output on random non-trivial weights, two inputs."""
+    ref, spec = load_ref(key), _spec_of(key)
+    model = networks.load(spec.name, ref.variables, **ref.constructor_kwargs, **ref.attributes,
+                          in_channels=int(ref.meta["input_shape"][-1]))
+    assert_matches_niftynet(run_niftynet_layout(model, ref.input(which)), ref.outputs[which])
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -78,3 +88,9 @@ def test_networks_command_lists_every_network(capsys):
     out = capsys.readouterr().out
     for name in networks.names():
         assert name in out
+
+
+def test_every_niftynet_reference_has_its_network():
+    """Every NiftyNet network with a reference is registered (none silently left out of the tests above)."""
+    niftynet_refs = [k for k in ref_keys() if load_ref(k).meta.get("class", "").startswith("niftynet.network.")]
+    assert len(niftynet_refs) >= 15 and sorted(KEYS) == sorted(set(KEYS) | set(niftynet_refs))

@@ -14,12 +14,6 @@ def _model():
                               **ref.attributes)
 
 
-@pytest.mark.parametrize("which", ["random", "smooth"])
-def test_forward_matches_niftynet(which):
-    ref, model = _model()
-    assert_matches_niftynet(run_niftynet_layout(model, ref.input(which)), ref.outputs[which])
-
-
 def test_a_relu_front_end_does_not_match():
     """Control: the front end with the configured relu instead of HighRes3DNet's default prelu is off."""
     from niftyport.networks.layers import Activation

@@ -13,14 +13,6 @@ def model_variables(ref):
     return {k: v for k, v in ref.variables.items() if classify(k, v.shape).kept}
 
 
-@pytest.mark.parametrize("key", ["toynet", "toynet_prelu"])
-@pytest.mark.parametrize("which", ["random", "smooth"])
-def test_forward_matches_niftynet(key, which):
-    ref = load_ref(key)
-    model = networks.load("toynet", ref.variables, **ref.constructor_kwargs, **ref.attributes)
-    assert_matches_niftynet(run_niftynet_layout(model, ref.input(which)), ref.outputs[which])
-
-
 def test_acti_func_is_ignored_as_in_niftynet():
     """NiftyNet's names and output do not change with acti_func: prelu builds the same module."""
     relu = networks.build("toynet", num_classes=5, acti_func="relu")

@@ -14,14 +14,6 @@ def model_variables(ref):
     return {k: v for k, v in ref.variables.items() if classify(k, v.shape).kept}
 
 
-@pytest.mark.parametrize("key", KEYS)
-@pytest.mark.parametrize("which", ["random", "smooth"])
-def test_forward_matches_niftynet(key, which):
-    ref = load_ref(key)
-    model = networks.load("unet_2d", ref.variables, **ref.constructor_kwargs, **ref.attributes)
-    assert_matches_niftynet(run_niftynet_layout(model, ref.input(which)), ref.outputs[which])
-
-
 @pytest.mark.parametrize("key", KEYS[:2])
 def test_registry_round_trip(key):
     """The rules' targets are exactly the module's keys (strict both ways), and back to NiftyNet's names."""
