@@ -124,7 +124,8 @@ def run_parcellation(image: str | os.PathLike | nib.Nifti1Image, *,
             :data:`niftyport.inference.MODES`.
         device: ``'auto'``, ``'cpu'``, ``'cuda'``...
         threads: CPU threads for the network (default: torch's).
-        max_memory: byte budget for the network's working memory.
+        max_memory: byte budget for the network's working memory; the scan
+            must also fit in it to be read (checked from its header first).
         progress: show a progress bar over windows.
     """
     if mode not in MODES:
@@ -138,7 +139,7 @@ def run_parcellation(image: str | os.PathLike | nib.Nifti1Image, *,
     seconds: dict[str, float] = {}
 
     t = time.perf_counter()
-    loaded = load_and_resample(image, cfg)
+    loaded = load_and_resample(image, cfg, max_bytes=max_memory)
     pre = preprocess(loaded.data, cfg)
     seconds["preprocessing"] = time.perf_counter() - t
 
