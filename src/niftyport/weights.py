@@ -156,9 +156,11 @@ def _torch_load_problem(exc: BaseException) -> str:
     """One line saying why ``torch.load(weights_only=True)`` refused a file."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     for line in lines:  # the weights-only unpickler names what the pickle wanted to run
-        if line.startswith(("WeightsUnpickler error:", "Unsupported global", "Unsupported operand")):
-            detail = line.removeprefix("WeightsUnpickler error:").strip()
+        detail = line.removeprefix("WeightsUnpickler error:").strip()
+        if detail.startswith(("Unsupported global", "Unsupported operand", "Trying to load unsupported")):
             return f"it holds pickled code or objects, which are never run ({detail})"
+    if lines and lines[0].startswith("Weights only load failed"):
+        return "it holds pickled code or objects, which are never run"
     return f"not a torch.save file of tensors ({lines[0] if lines else type(exc).__name__})"
 
 
