@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from .architecture import state_dict_shapes
-from .checkpoint import Checkpoint, is_checkpoint, read_checkpoint, write_checkpoint
+from .checkpoint import Checkpoint, is_checkpoint, read_checkpoint, resolve_prefix, write_checkpoint
 from .errors import WeightsError
 from .mapping import (HIGHRES3DNET_NIFTYNET_RULES, HIGHRES3DNET_THIRD_PARTY_RULES, Expected, Rule, RuleSet,
                       convert_state_dict, export_state_dict)
@@ -157,10 +157,10 @@ def _torch_load_problem(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     for line in lines:  # the weights-only unpickler names what the pickle wanted to run
         detail = line.removeprefix("WeightsUnpickler error:").strip()
-        if detail.startswith(("Unsupported global", "Unsupported operand", "Trying to load unsupported")):
+        if detail.startswith(("Unsupported global", "Trying to load unsupported")):
             return f"it holds pickled code or objects, which are never run ({detail})"
-    if lines and lines[0].startswith("Weights only load failed"):
-        return "it holds pickled code or objects, which are never run"
+        if detail.startswith("Unsupported operand"):
+            return f"not a torch.save file of tensors (pickle data the weights-only reader refuses: {detail})"
     return f"not a torch.save file of tensors ({lines[0] if lines else type(exc).__name__})"
 
 
@@ -200,7 +200,7 @@ def read_tensors(source: str | os.PathLike) -> tuple[dict[str, Any], RuleSet]:
     if is_checkpoint(path):
         return read_checkpoint(path).model_tensors(), HIGHRES3DNET_NIFTYNET_RULES
     if path.is_dir():
-        raise WeightsError(f"{path}: a folder without a TensorFlow checkpoint, not a weights file")
+        resolve_prefix(path)  # raises why the folder holds no checkpoint
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
     suffix = path.suffix.lower()
