@@ -221,7 +221,7 @@ def _stream_length(path: Path, compression: str) -> int:
             while chunk := stream.read(_READ_CHUNK):
                 total += len(chunk)
     except (OSError, EOFError, zlib.error, ValueError) as exc:
-        raise ImageError(f"{path}: damaged {compression.lstrip('.')} stream after {total:,} bytes "
+        raise ImageError(f"{path}: damaged or truncated {compression.lstrip('.')} stream after {total:,} bytes "
                          f"({type(exc).__name__}: {exc})") from None
     return total
 
@@ -274,6 +274,8 @@ def open_image(path: str | os.PathLike, *, max_bytes: int | None = None) -> nib.
         img = nib.load(str(path))
     except nib.filebasedimages.ImageFileError as exc:
         raise ImageError(f"{path}: not an image nibabel can read ({exc})") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # the header or an MGH footer in a broken stream
+        raise ImageError(f"{path}: damaged or truncated compressed stream ({type(exc).__name__}: {exc})") from None
     except _READ_ERRORS as exc:
         raise ImageError(f"{path}: unreadable header ({type(exc).__name__}: {exc})") from None
     if not isinstance(img, nib.spatialimages.SpatialImage):
