@@ -57,9 +57,26 @@ def centred_crop(img: nib.Nifti1Image, size: tuple[int, int, int]) -> nib.Nifti1
     return img.slicer[index]
 
 
+def _checked_model(weights, *, device, mode):
+    """The network with its weights on ``device``, after checking ``mode`` and ``device``."""
+    from ..errors import OptionError
+    from ..inference.engines import MODES
+    from ..weights import load_weights
+    from .pipeline import resolve_device
+
+    if mode not in MODES:
+        raise OptionError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
+    return load_weights(weights, device=resolve_device(device))
+
+
 def run_demo(output_dir: str | Path, *, full_head: bool = False, weights=None, device="auto",
              threads=None, mode="niftynet", max_memory=None, progress=True) -> str:
-    """Write the demo's input and label map into ``output_dir``; returns a short summary."""
+    """Write the demo's input and label map into ``output_dir``; returns a short summary.
+
+    The options and the weights are checked (the weights loaded) before
+    anything is written, so that a bad one leaves no file behind.
+    """
+    model = _checked_model(weights, device=device, mode=mode)
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     template = mni152_t1()
@@ -73,7 +90,7 @@ def run_demo(output_dir: str | Path, *, full_head: bool = False, weights=None, d
     input_path = out_dir / f"{name}.nii.gz"
     nib.save(image, input_path)
     start = time.perf_counter()
-    result = run_parcellation(input_path, config=config, weights=weights, device=device, threads=threads,
+    result = run_parcellation(input_path, config=config, model=model, device=device, threads=threads,
                               mode=mode, max_memory=max_memory, progress=progress)
     seconds = time.perf_counter() - start
     output_path = save_labels(out_dir / f"{name}_parcellation.nii.gz", result.labels, result.affine,
