@@ -13,12 +13,14 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def assert_refused(capsys, args, *, names: Path | str, inputs: Path, outputs: Path, problem: str = "") -> str:
+def assert_refused(capsys, args, *, names: Path | str | None, inputs: Path, outputs: Path,
+                   problem: str = "") -> str:
     """Run ``niftyport ARGS`` and check it refuses its input as the CLI must; returns the message.
 
-    ``names``: the file the message must start with; ``inputs``: the folder of
-    the inputs (unchanged afterwards); ``outputs``: the folder the command was
-    told to write into (left empty).
+    ``names``: the file the message must start with (None for an option,
+    which is no file); ``inputs``: the folder of the inputs (unchanged
+    afterwards); ``outputs``: the folder the command was told to write into
+    (left empty, or never created).
     """
     before = snapshot(inputs)
     status = main([str(a) for a in args])
@@ -26,7 +28,7 @@ def assert_refused(capsys, args, *, names: Path | str, inputs: Path, outputs: Pa
     lines = err.strip().splitlines()
     assert status == 2, (args, status, out, err)
     assert len(lines) == 1 and "Traceback" not in err, err
-    prefix = f"niftyport: error: {names}: "
+    prefix = "niftyport: error: " + (f"{names}: " if names is not None else "")
     assert lines[0].startswith(prefix), (prefix, lines[0])
     assert problem in lines[0], (problem, lines[0])
     assert snapshot(inputs) == before, "an input was changed"
