@@ -181,3 +181,25 @@ def test_bad_weights(capsys, inputs, outputs, tmp_path, monkeypatch, command, ki
 def test_demo_options_are_checked_before_anything_is_written(capsys, inputs, outputs, option, problem):
     assert_refused(capsys, ["demo", "-o", outputs, *option], names=None, inputs=inputs, outputs=outputs,
                    problem=problem)
+
+
+def test_a_4000_cubed_header_fails_fast_in_a_real_process(inputs, outputs):
+    """The console entry point, not only main(): one line on stderr, status 2, no MemoryError."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import niftyport
+
+    huge, _ = _bad_image(inputs, "4000^3 voxels")
+    env = dict(os.environ, PYTHONPATH=str(Path(niftyport.__file__).parents[1]))
+    code = "import sys; from niftyport.cli import main; sys.exit(main())"
+    run = subprocess.run([sys.executable, "-c", code, "parcellate", str(huge), "-o", str(outputs / "p.nii.gz")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 2 and run.stdout == "", (run.returncode, run.stdout, run.stderr)
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"niftyport: error: {huge}: the header declares 4000 x 4000 x 4000 voxels of int16 (64,000,000,000 voxels), "
+        "about 596 GiB to read; more than the memory budget of "), run.stderr
+    assert not outputs.exists()
