@@ -203,3 +203,14 @@ def test_a_4000_cubed_header_fails_fast_in_a_real_process(inputs, outputs):
         f"niftyport: error: {huge}: the header declares 4000 x 4000 x 4000 voxels of int16 (64,000,000,000 voxels), "
         "about 596 GiB to read; more than the memory budget of "), run.stderr
     assert not outputs.exists()
+
+
+@pytest.mark.parametrize("command", ["volumes", "parcellate"])
+def test_a_pair_without_its_image_file(capsys, inputs, outputs, command):
+    labels = np.asanyarray(nib.load(inputs / "labels.nii.gz").dataobj)
+    nib.save(nib.Nifti1Pair(labels, np.eye(4)), inputs / "pair.hdr")
+    (inputs / "pair.img").unlink()
+    args = {"volumes": ["volumes", inputs / "pair.hdr", "-o", outputs / "v.csv"],
+            "parcellate": ["parcellate", inputs / "pair.hdr", "-o", outputs / "p.hdr"]}[command]
+    assert_refused(capsys, args, names=inputs / "pair.img", inputs=inputs, outputs=outputs,
+                   problem=f"no such file (the voxel data of {inputs / 'pair.hdr'})")

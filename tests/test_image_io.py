@@ -92,7 +92,7 @@ def test_missing_not_nifti_and_corrupt_files(tmp_path):
     good = _save(tmp_path, noise, name="good.nii.gz")
     corrupt = tmp_path / "corrupt.nii.gz"
     corrupt.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])  # header fine, data cut
-    with pytest.raises(ImageError, match="corrupt.nii.gz: damaged or truncated gz stream after"):
+    with pytest.raises(ImageError, match="corrupt.nii.gz: damaged or truncated gzip stream after"):
         load_image(corrupt)
 
 

@@ -212,46 +212,54 @@ def _check_budget(img, path: Path, max_bytes: int | None) -> None:
                          f"(max_memory, default 3/4 of this machine's memory)")
 
 
+def _compression(path: Path) -> str | None:
+    """``'gzip'`` (``.gz``, ``.mgz``), ``'bz2'``, ``'zstd'`` or None, from the name as nibabel decides it."""
+    name = path.name.lower()
+    if name.endswith((".gz", ".mgz")):
+        return "gzip"
+    return {".bz2": "bz2", ".zst": "zstd"}.get(path.suffix.lower())
+
+
 def _stream_length(path: Path, compression: str) -> int:
     """Bytes a compressed file decompresses to, read as a stream in bounded memory (checks its end too)."""
-    opener = {".gz": gzip.open, ".mgz": gzip.open, ".bz2": bz2.open}[compression]
     total = 0
     try:
-        with opener(path, "rb") as stream:
+        with (gzip.open if compression == "gzip" else bz2.open)(path, "rb") as stream:
             while chunk := stream.read(_READ_CHUNK):
                 total += len(chunk)
     except (OSError, EOFError, zlib.error, ValueError) as exc:
-        raise ImageError(f"{path}: damaged or truncated {compression.lstrip('.')} stream after {total:,} bytes "
+        raise ImageError(f"{path}: damaged or truncated {compression} stream after {total:,} bytes "
                          f"({type(exc).__name__}: {exc})") from None
     return total
 
 
 def _check_file_size(img, path: Path) -> None:
-    """The image file holds every byte the header declares (before anything is read)."""
+    """The image file holds every byte the header declares (before anything is read).
+
+    Uncompressed: the file size, exactly. gzip: first the most the file can
+    expand to (:data:`DEFLATE_MAX_RATIO`), then the whole stream, decompressed
+    in bounded memory (which also checks its CRC and end). zstd: only the
+    memory budget bounds the read.
+    """
     proxy = img.dataobj
     if not hasattr(proxy, "offset"):
         return
     image_file = Path(img.file_map["image"].filename or path)
+    if not image_file.is_file():
+        raise ImageError(f"{image_file}: no such file (the voxel data of {path})")
     _, dtype, count = _declared(img)
     needed = int(proxy.offset) + count * dtype.itemsize
-    size = image_file.stat().st_size
-    compression = next((c for c in (".gz", ".bz2", ".zst") if image_file.name.lower().endswith(c)), None)
-    if image_file.name.lower().endswith(".mgz"):
-        compression = ".mgz"
-    if compression is None:
-        if size < needed:
-            raise ImageError(f"{image_file}: truncated: the header declares {needed:,} bytes "
-                             f"(voxel data from byte {proxy.offset}), the file has {size:,}")
-        return
-    if compression in (".gz", ".mgz") and needed > size * DEFLATE_MAX_RATIO:
-        raise ImageError(f"{image_file}: truncated, or a corrupt header: it declares {needed:,} bytes, more than "
-                         f"a {size:,}-byte gzip stream can hold (at most {size * DEFLATE_MAX_RATIO:,})")
-    if compression == ".zst":
-        return  # nibabel reads it through pyzstd; the budget check bounds the read
-    held = _stream_length(image_file, compression)
-    if held < needed:
-        raise ImageError(f"{image_file}: truncated: the header declares {needed:,} bytes "
-                         f"(voxel data from byte {proxy.offset}), the stream holds {held:,}")
+    size, compression = image_file.stat().st_size, _compression(image_file)
+    declared = f"the header declares {needed:,} bytes (voxel data from byte {proxy.offset})"
+    if compression is None and size < needed:
+        raise ImageError(f"{image_file}: truncated: {declared}, the file has {size:,}")
+    if compression == "gzip" and needed > size * DEFLATE_MAX_RATIO:
+        raise ImageError(f"{image_file}: truncated, or a corrupt header: {declared}, more than a {size:,}-byte "
+                         f"gzip stream can hold (at most {size * DEFLATE_MAX_RATIO:,})")
+    if compression in ("gzip", "bz2"):
+        held = _stream_length(image_file, compression)
+        if held < needed:
+            raise ImageError(f"{image_file}: truncated: {declared}, the stream holds {held:,}")
 
 
 def open_image(path: str | os.PathLike, *, max_bytes: int | None = None) -> nib.spatialimages.SpatialImage:
