@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ..errors import CheckpointError, NiftyportError
+from ..errors import CheckpointError, OptionError
 from ..outputs import check_outputs
 from . import cli
 
@@ -217,7 +217,7 @@ def convert_command(path: str, output: str, network: str, rules_path: str | None
     outputs = [Path(output)] + ([Path(pth_path)] if pth_path else [])
     check_outputs(outputs, _checkpoint_inputs(path), force=force)
     if len({p.resolve() for p in outputs}) != len(outputs):
-        raise NiftyportError(f"-o and --pth name the same file {output}")
+        raise OptionError(f"-o and --pth name the same file {output}")
     expected, target = _expected_keys(network)
     start = time.perf_counter()
     tensors, rules, lines, ckpt = _read_source(path, rules_path)
