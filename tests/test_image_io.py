@@ -291,7 +291,8 @@ def test_analyze_input_keeps_nibabels_affine_and_header_zooms(tmp_path):
 @pytest.mark.parametrize("name,expected", [
     ("/d/t1.nii.gz", "/d/t1_parcellation.nii.gz"), ("t1.nii", "t1_parcellation.nii"),
     ("orig.mgz", "orig_parcellation.mgz"), ("T1.MGH", "T1_parcellation.MGH"), ("s.img", "s_parcellation.img"),
-    ("s.hdr", "s_parcellation.hdr"), ("s.img.gz", "s_parcellation.img.gz"), ("sub.01.nii.gz", "sub.01_parcellation.nii.gz"),
+    ("s.hdr", "s_parcellation.hdr"), ("s.img.gz", "s_parcellation.img.gz"),
+    ("sub.01.nii.gz", "sub.01_parcellation.nii.gz"),
     ("scan", "scan_parcellation.nii.gz"), ("scan.dcm", "scan.dcm_parcellation.nii.gz"),
 ])
 def test_default_label_path_keeps_the_input_format(name, expected):
