@@ -583,7 +583,7 @@ def check_entry(entry: BundleEntry, *, name: str, num_shards: int, source: str) 
         raise CheckpointError(f"{source}: corrupt: variable {name!r} of shape {entry.shape} and dtype "
                               f"{tf_dtype_name(entry.dtype)} should take {count * dtype.itemsize} bytes, "
                               f"the index says {entry.size}")
-    if dtype == STRING_DTYPE and entry.size < count + 4:
+    if dtype == STRING_DTYPE and count and entry.size < count + 4:  # a length byte each, 4 of checksum
         raise CheckpointError(f"{source}: corrupt: string variable {name!r} of {count} elements cannot "
                               f"fit in {entry.size} bytes")
     return dtype
