@@ -91,7 +91,7 @@ def _expected_keys(spec: str):
 @cli.command("variables")
 @click.argument("path", type=click.Path(path_type=str))
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=str),
-              help="Also write the table as CSV: name,shape,dtype,kind,kept,reason.")
+              help="Also write the table as CSV: name,shape,dtype,kind,kept,reason,unreadable.")
 @click.option("--all/--kept-only", "show_all", default=True, show_default=True,
               help="List every variable, or only the model weights that are kept.")
 @click.option("--verify", is_flag=True, help="Also read every tensor and check its crc32c (an error when "
@@ -171,7 +171,7 @@ def _read_source(path: str, rules_path: str | None):
     rules = load_rules(rules_path) if rules_path is not None else None  # a bad rules file fails first
     if not is_checkpoint(path):
         tensors, detected = read_tensors(path)
-        return tensors, rules or detected, [], None
+        return tensors, rules if rules is not None else detected, [], None
     ckpt = read_checkpoint(path)
     kept = sum(v.kept for v in ckpt.variables)
     lines = [f"read {len(ckpt.variables)} variables from {ckpt.prefix}: {kept} kept, "
@@ -180,7 +180,7 @@ def _read_source(path: str, rules_path: str | None):
     if unchecked:
         lines.append(f"  note: {len(unchecked)} kept variable(s) have no crc32c, read unverified: "
                      f"{_listing(unchecked)}")
-    return ckpt.model_tensors(), rules or HIGHRES3DNET_NIFTYNET_RULES, lines, ckpt
+    return ckpt.model_tensors(), rules if rules is not None else HIGHRES3DNET_NIFTYNET_RULES, lines, ckpt
 
 
 @cli.command("convert")
