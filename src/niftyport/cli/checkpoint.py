@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import click
 
-from ..errors import CheckpointError, OptionError
+from ..errors import CheckpointError, NetworkError, OptionError
 from ..outputs import check_outputs
 from . import cli
+from .networks import _parse_option
 
 def _shape_text(shape: tuple[int, ...]) -> str:
     """``(3, 3, 3, 1, 16)`` -> ``"3x3x3x1x16"``; ``()`` -> ``"scalar"`` (TensorFlow's listing style)."""
@@ -62,30 +63,66 @@ def _drop_summary(variables) -> list[str]:
     return [f"  dropped {n:4d} {kind}: {reasons[kind]}" for kind, n in counts.most_common()]
 
 
-def _expected_keys(spec: str):
-    """What ``convert`` must produce, and its name for messages.
+def _expected_keys(spec: str, names: list[str], *, num_classes=None, in_channels=None, acti_func=None,
+                   options=None):
+    """What ``convert`` must produce: ``(expected keys/shapes or module, its name, the network's rules)``.
 
-    ``"highres3dnet"`` -> HighRes3DNet's key/shape table (no torch needed);
-    ``"none"`` -> no check; ``"package.module:callable"`` -> the module it builds.
+    A registered network (or ``"auto"``: the one whose NiftyNet names the
+    checkpoint holds) -> its key/shape table (torch-free where the network
+    has one) and its NiftyNet rules at the checkpoint's scope; ``"none"`` ->
+    no check; ``"package.module:callable"`` -> the module it builds.
     """
     import importlib
 
-    from ..architecture import state_dict_shapes
+    from .. import networks
 
-    if spec.lower() == "highres3dnet":
-        return state_dict_shapes(), "HighRes3DNet"
     if spec.lower() == "none":
-        return None, "no module check"
+        return None, "no module check", None
+    if ":" not in spec:
+        if spec.lower() == "auto":
+            found, detected = networks.detect(names)
+            acti_func = acti_func or detected
+        else:
+            found = networks.get(spec)
+        given = {k: v for k, v in (("num_classes", num_classes), ("in_channels", in_channels),
+                                   ("acti_func", acti_func)) if v is not None} | dict(options or {})
+        rules = found.rules(networks.scope_of(names, found), **given)
+        if found.shapes is not None:
+            return found.shapes(**given), found.name, rules
+        return networks.build(found.name, **given), found.name, rules
     module_name, _, attr = spec.partition(":")
     try:
         model = getattr(importlib.import_module(module_name), attr)()
     except (ImportError, AttributeError, ValueError, TypeError) as exc:
-        raise click.BadParameter(f"cannot build {spec!r} ({exc}); use 'highres3dnet', 'none' or "
+        raise click.BadParameter(f"cannot build {spec!r} ({exc}); use a registered network, 'auto', 'none' or "
                                  "'package.module:callable'", param_hint="--network") from None
     if not hasattr(model, "state_dict"):
         raise click.BadParameter(f"{spec!r} gave a {type(model).__name__}, not a torch.nn.Module",
                                  param_hint="--network")
-    return model, type(model).__name__
+    return model, type(model).__name__, None
+
+
+def _network_line(names: list[str], network: str) -> str:
+    """``variables --network``: which network holds these names, or how many a given network misses."""
+    from .. import networks
+
+    if network.lower() == "auto":
+        spec, acti = networks.detect(names)
+        return (f"network: {spec.name} ({spec.niftynet_class}, acti_func {acti}): its NiftyNet rules map "
+                f"all {len(names)} model variables")
+    spec = networks.get(network)
+    for acti in ("relu", *sorted(set(networks.ACTI_FUNCS) - {"relu"})):
+        rules = spec.rules(networks.scope_of(names, spec), acti_func=acti)
+        missed = [n for n in names if not rules.covers(n)]
+        if not missed:
+            return f"network: {spec.name} (acti_func {acti}): its NiftyNet rules map all {len(names)} model variables"
+    raise NetworkError(f"{spec.name}'s NiftyNet rules do not map {len(missed)} of the {len(names)} model "
+                       f"variables, e.g. {missed[0]!r} (try --network auto)")
+
+
+def _has_niftynet_names(tensors, rules) -> bool:
+    """Whether ``tensors`` are keyed by the NiftyNet names ``rules`` map (not by a module's own keys)."""
+    return any(rules.target_of(name) is not None for name in tensors)
 
 
 @cli.command("variables")
@@ -96,8 +133,11 @@ def _expected_keys(spec: str):
               help="List every variable, or only the model weights that are kept.")
 @click.option("--verify", is_flag=True, help="Also read every tensor and check its crc32c (an error when "
                                              "a variable has none).")
+@click.option("--network", help="'auto': say which registered network's NiftyNet names the checkpoint holds; "
+                                "or a network name: check that its rules map every model variable.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --csv file.")
-def variables_command(path: str, csv_path: str | None, show_all: bool, verify: bool, force: bool) -> None:
+def variables_command(path: str, csv_path: str | None, show_all: bool, verify: bool, network: str | None,
+                      force: bool) -> None:
     """List the variables of the TensorFlow checkpoint PATH: name, shape, dtype, kept or dropped and why.
 
     PATH is a checkpoint prefix (model.ckpt-33000), its .index or .data file,
@@ -129,6 +169,8 @@ def variables_command(path: str, csv_path: str | None, show_all: bool, verify: b
                + verified)
     for line in _drop_summary(ckpt.variables):
         click.echo(line)
+    if network is not None:
+        click.echo(_network_line([v.name for v in ckpt.variables if v.kept], network))
     if csv_path is not None:
         out = Path(csv_path)
         buffer = io.StringIO()
@@ -189,16 +231,23 @@ def _read_source(path: str, rules_path: str | None):
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="Output .safetensors file (a .pth/.pt name writes torch.save format instead).")
 @click.option("--network", default="highres3dnet", show_default=True,
-              help="Module whose state_dict must come out: 'highres3dnet', 'none' (no key or shape "
-                   "checks against a module) or 'package.module:callable'.")
+              help="Network whose state_dict must come out: a registered name (see 'niftyport networks'), "
+                   "'auto' (the one whose NiftyNet names the checkpoint holds), 'none' (no key or shape "
+                   "checks) or 'package.module:callable'.")
+@click.option("--num-classes", type=click.IntRange(min=1), help="NiftyNet's num_classes (default: the network's).")
+@click.option("--acti-func", help="NiftyNet's activation_function (default: the network's; with auto, detected).")
+@click.option("--in-channels", type=click.IntRange(min=1), help="Input channels (default: the network's).")
+@click.option("--option", "options", multiple=True, metavar="KEY=JSON",
+              help="A NiftyNet hyper-parameter of the network, e.g. 'n_features=[8,16,32,64,128]'; repeatable.")
 @click.option("--rules", "rules_path", type=click.Path(exists=True, dir_okay=False, path_type=str),
-              help="Rules file (JSON or TOML) mapping the source names; default: built-in HighRes3DNet rules.")
+              help="Rules file (JSON or TOML) mapping the source names; default: the network's NiftyNet rules.")
 @click.option("--pth", "pth_path", type=click.Path(dir_okay=False, path_type=str),
               help="Also write the state_dict with torch.save to this path.")
 @click.option("--float32", "as_float32", is_flag=True,
               help="Store bfloat16 and float16 tensors as float32 (exactly); default: as stored.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
-def convert_command(path: str, output: str, network: str, rules_path: str | None,
+def convert_command(path: str, output: str, network: str, num_classes: int | None, acti_func: str | None,
+                    in_channels: int | None, options: tuple[str, ...], rules_path: str | None,
                     pth_path: str | None, as_float32: bool, force: bool) -> None:
     """Convert the weights at PATH (NiftyNet checkpoint, or .pth/.safetensors) to a PyTorch state_dict.
 
@@ -219,9 +268,13 @@ def convert_command(path: str, output: str, network: str, rules_path: str | None
     check_outputs(outputs, _checkpoint_inputs(path), force=force)
     if len({p.resolve() for p in outputs}) != len(outputs):
         raise OptionError(f"-o and --pth name the same file {output}")
-    expected, target = _expected_keys(network)
     start = time.perf_counter()
     tensors, rules, lines, ckpt = _read_source(path, rules_path)
+    build = dict(num_classes=num_classes, in_channels=in_channels, acti_func=acti_func,
+                 options=dict(_parse_option(o) for o in options))
+    expected, target, network_rules = _expected_keys(network, list(tensors), **build)
+    if network_rules is not None and rules_path is None and _has_niftynet_names(tensors, network_rules):
+        rules = network_rules
     if ckpt is not None:
         lines += _needed_unreadable(ckpt, rules, expected)
     for line in lines:
