@@ -43,7 +43,11 @@ def test_convert_then_export_round_trips_bit_for_bit(key, tmp_path):
     tensors = _model_variables(ref)
     model = _build(ref, spec)
     rules = spec.rules(networks.scope_of(list(tensors), spec), acti_func=ref.constructor_kwargs.get("acti_func", "relu"))
-    state = map_tensors(tensors, rules, expected=model)
+    state = map_tensors(tensors, rules, expected=model)  # strict: every variable mapped, every module key made
+    assert sorted(state) == sorted(k for k in model.state_dict() if not rules.ignores_target(k))
+    if spec.shapes is not None:  # the torch-free table agrees with the module
+        kwargs = dict(**ref.constructor_kwargs, **ref.attributes, in_channels=int(ref.meta["input_shape"][-1]))
+        assert spec.shapes(**kwargs) == {k: tuple(v.shape) for k, v in model.state_dict().items()}
     back = export_state_dict(state, rules)
     assert sorted(back) == sorted(tensors)
     write_checkpoint(tmp_path / "model.ckpt-1", back)

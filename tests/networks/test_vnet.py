@@ -39,30 +39,6 @@ def test_output_is_activated():
     assert np.max(np.abs(ours - theirs)) > 1e-2 * np.max(np.abs(theirs))
 
 
-@pytest.mark.parametrize("key", KEYS)
-def test_registry_round_trip(key):
-    """Module keys == the rules' targets of the checkpoint (both ways) == the torch-free shapes."""
-    ref = load_ref(key)
-    spec = networks.get("vnet")
-    kwargs = dict(in_channels=ref.meta["input_shape"][-1], **ref.constructor_kwargs, **ref.attributes)
-    model = networks.build("vnet", **kwargs)
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    names = _model_variables(ref)
-    rules = spec.rules(networks.scope_of(names, spec), acti_func=kwargs["acti_func"])
-    targets = [rules.target_of(n) for n in names]
-    assert None not in targets
-    assert sorted(t for _, t in targets) == sorted(shapes)
-    assert sorted(rules.reversed().target_of(k)[1] for k in shapes) == sorted(names)  # and back to NiftyNet's
-    assert spec.shapes(**kwargs) == shapes
-
-
-def test_default_rules_map_every_variable():
-    """What ``--network auto`` needs: the rules at their defaults map every model variable of a default checkpoint."""
-    spec = networks.get("vnet")
-    rules = spec.rules(spec.default_scope)
-    assert all(rules.target_of(n) is not None for n in _model_variables(load_ref("vnet")))
-
-
 def test_input_size_rule():
     from niftyport.errors import InputShapeError
 
