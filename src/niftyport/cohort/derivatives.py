@@ -48,7 +48,13 @@ class ScanOutputs:
 
     @classmethod
     def of(cls, out_dir: str | os.PathLike, scan: Scan) -> "ScanOutputs":
-        stem = Path(out_dir) / scan.out_stem
+        """The outputs of ``scan`` under ``out_dir``."""
+        return cls.from_stem(out_dir, scan.out_stem)
+
+    @classmethod
+    def from_stem(cls, out_dir: str | os.PathLike, out_stem: str) -> "ScanOutputs":
+        """The outputs named ``out_stem`` + suffix under ``out_dir``."""
+        stem = Path(out_dir) / out_stem
         return cls(labels=stem.with_name(stem.name + "_dseg.nii.gz"),
                    volumes=stem.with_name(stem.name + "_volumes.tsv"),
                    sidecar=stem.with_name(stem.name + "_dseg.json"))
