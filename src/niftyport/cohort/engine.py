@@ -86,7 +86,8 @@ def open_client(spec: ClusterSpec) -> Iterator:
         return
     dashboard = ":0" if spec.dashboard and _has_bokeh() else None
     with LocalCluster(n_workers=spec.workers, threads_per_worker=1, processes=spec.processes,
-                      host="127.0.0.1", dashboard_address=dashboard, memory_limit=spec.memory_limit,
+                      host="127.0.0.1", protocol="tcp://", dashboard_address=dashboard,
+                      memory_limit=spec.memory_limit,
                       silence_logs=logging.ERROR) as cluster, \
             Client(cluster, set_as_default=False) as client:
         yield client
