@@ -335,6 +335,9 @@ def test_changed_settings_are_redone_a_touched_input_is_not(participant_run, dat
     record["niftyport"]["settings"]["inference"]["border"] = [3, 3, 3]
     sidecar.write_text(json.dumps(record))
     os.utime(dataset / CROPS[0][0])  # same bytes, new time: the SHA-256 says it is the same input
+    anat = out / "sub-01" / "anat"
+    (anat / ".sub-01_desc-gif_dseg.nii.gz.ab_cd123.nii.gz").write_bytes(b"half")  # a killed writer's temporary
+    (anat / ".keep").write_bytes(b"")
     scans = find_t1w(dataset, participant_labels=("01", "02", "03"))
     settings = prepare(config=ConfigSource(window=40, border=2), device="cpu")
     summary = run_participants(scans, out, settings, cluster=ClusterSpec(workers=1, threads_per_worker=1,
@@ -343,6 +346,7 @@ def test_changed_settings_are_redone_a_touched_input_is_not(participant_run, dat
     assert (summary.done, summary.skipped, summary.failed) == (("sub-03",), ("sub-01", "sub-02_ses-1"), ())
     assert json.loads(sidecar.read_text())["niftyport"]["settings"]["inference"]["border"] == [2, 2, 2]
     assert summary.exit_status == 0 and (out / "errors.tsv").read_text().count("\n") == 1
+    assert sorted(p.name for p in anat.glob(".*")) == [".keep"]
 
 
 @needs_dask

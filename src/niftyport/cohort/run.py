@@ -121,7 +121,7 @@ def run_participants(scans: list[Scan], out_dir: str | Path, settings: RunSettin
             link = dashboard_link(client)
             echo(f"dask: {client.scheduler.address}" + (f", dashboard {link}" if link else ""))
             results = run_tasks(client, todo, out_dir, settings, retries=retries, progress=progress)
-    for scan in todo:
+    for scan in scans:  # every task has ended: what a killed writer left is no one's
         remove_stale_temporaries(ScanOutputs.of(out_dir, scan))
     failed = [(scan, r.error) for scan, r in results if r.status != "done"]
     _write_errors(out_dir, failed)
