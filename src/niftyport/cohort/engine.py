@@ -27,7 +27,7 @@ from .task import ScanResult, parcellate_scan
 log = logging.getLogger(__name__)
 
 #: Seconds to wait for an existing scheduler to answer.
-CONNECT_TIMEOUT = 20
+CONNECT_TIMEOUT = 10
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,10 @@ def _failure(scan: Scan, exc: BaseException) -> ScanResult:
     return ScanResult(key=scan.key, status="failed", error=f"{type(exc).__name__}: {message}")
 
 
+def _cancelled(scan: Scan) -> ScanResult:
+    return ScanResult(key=scan.key, status="failed", error="cancelled: the scheduler dropped the task")
+
+
 def _running(client) -> int:
     """Tasks running now: those the workers hold, at most one per worker thread."""
     held = sum(len(keys) for keys in client.processing().values())
@@ -133,7 +137,8 @@ def run_tasks(client, scans: list[Scan], out_dir: Path, settings: RunSettings, *
     with tqdm(total=len(futures), unit="scan", disable=not progress, dynamic_ncols=True) as bar:
         for future in as_completed(futures, loop=client.loop):
             scan = futures[future]
-            result = _failure(scan, future.exception()) if future.status == "error" else future.result()
+            result = (_cancelled(scan) if future.cancelled() else
+                      _failure(scan, future.exception()) if future.status == "error" else future.result())
             failed += result.status != "done"
             done.append((scan, result))
             if on_result is not None:

@@ -100,7 +100,7 @@ def run_participants(scans: list[Scan], out_dir: str | Path, settings: RunSettin
     the scans that failed in this run (only its header when none did).
     """
     from ..reporting.labels import network_table
-    from .engine import dashboard_link, open_client, require_dask, run_tasks
+    from .engine import dashboard_link, open_client, run_tasks
 
     start = time.perf_counter()
     if settings.threads is None:
@@ -110,14 +110,15 @@ def run_participants(scans: list[Scan], out_dir: str | Path, settings: RunSettin
     check_output_dir(out_dir, inputs=(bids_dir,) if bids_dir else (), force=force)
     check_no_overlap(scans, out_dir)
     todo, skipped = plan(scans, out_dir, settings.labels, force=force)
-    if todo:
-        require_dask()
-    write_dataset_files(out_dir, generated_by=generated_by(settings), table=network_table(NETWORK),
-                        raw=raw_link(out_dir, bids_dir))
     echo(f"{len(scans)} scans: {len(skipped)} already done, {len(todo)} to do")
+    dataset_files = dict(generated_by=generated_by(settings), table=network_table(NETWORK),
+                         raw=raw_link(out_dir, bids_dir))
     results, link = [], None
-    if todo:
-        with open_client(cluster) as client:
+    if not todo:
+        write_dataset_files(out_dir, **dataset_files)
+    else:
+        with open_client(cluster) as client:  # connected: only now is anything written
+            write_dataset_files(out_dir, **dataset_files)
             link = dashboard_link(client)
             echo(f"dask: {client.scheduler.address}" + (f", dashboard {link}" if link else ""))
             results = run_tasks(client, todo, out_dir, settings, retries=retries, progress=progress)
