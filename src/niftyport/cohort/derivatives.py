@@ -186,20 +186,21 @@ def sidecar(scan: Scan, *, labels: dict, run: dict, input_record: dict) -> dict:
             "niftyport": {"settings": labels, "input": input_record, "run": run}}
 
 
-def recorded_settings(outputs: ScanOutputs) -> dict | None:
-    """The ``niftyport`` record of a scan's sidecar, or None when there is none (or it is unreadable)."""
+def read_sidecar(outputs: ScanOutputs) -> tuple[dict, dict] | None:
+    """A scan's sidecar and its ``niftyport`` record; None when either is missing or unreadable."""
     found = _read_json(outputs.sidecar)
     record = (found or {}).get("niftyport")
-    return record if isinstance(record, dict) else None
+    return (found, record) if isinstance(record, dict) else None
 
 
 def is_done(outputs: ScanOutputs, scan: Scan, labels: dict) -> bool:
     """Whether a scan's outputs are all there, made with these label settings from this very input."""
     if not all(p.is_file() for p in outputs.all):
         return False
-    record = recorded_settings(outputs)
-    return (record is not None and record.get("settings") == labels
-            and isinstance(record.get("input"), dict) and same_input(record["input"], scan.path))
+    found = read_sidecar(outputs)
+    record = found[1] if found is not None else {}
+    return (record.get("settings") == labels and isinstance(record.get("input"), dict)
+            and same_input(record["input"], scan.path))
 
 
 def remove_stale_temporaries(outputs: ScanOutputs) -> list[Path]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 from ..errors import CohortError
 from .scans import Scan
 from .settings import RunSettings
-from .task import ScanResult, parcellate_scan
+from .task import ScanResult, available_cores, parcellate_scan
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +51,7 @@ class ClusterSpec:
         """Torch threads per task: given, else (local cluster) cores / workers, else (remote) each worker's."""
         if self.threads_per_worker is not None or self.scheduler is not None:
             return self.threads_per_worker
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return max(1, cores // self.workers)
+        return max(1, available_cores() // self.workers)
 
 
 def require_dask() -> None:

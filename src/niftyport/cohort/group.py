@@ -26,7 +26,7 @@ from ..errors import CohortError, ImageError
 from ..outputs import write_bytes_atomic, write_text_atomic
 from ..reporting.colortable import ColorTable
 from .bids import strip_prefix
-from .derivatives import ScanOutputs, read_volumes_tsv, recorded_settings
+from .derivatives import ScanOutputs, read_sidecar, read_volumes_tsv
 from .scans import DESC
 
 GROUP_DIR = "group"
@@ -47,12 +47,12 @@ class DoneScan:
     source: Path | None
 
 
-def _source(record: dict, sidecar: dict | None, bids_dir: Path | None) -> Path | None:
+def _source(record: dict, sidecar: dict, bids_dir: Path | None) -> Path | None:
     """The T1 a scan was made from: the recorded path if it is still there, else its BIDS URI under ``bids_dir``."""
     recorded = Path(str(record.get("input", {}).get("path", "")))
     if recorded.is_file():
         return recorded
-    for uri in (sidecar or {}).get("Sources", []):
+    for uri in sidecar.get("Sources", []):
         if bids_dir is not None and str(uri).startswith("bids:raw:") and (bids_dir / uri[9:]).is_file():
             return bids_dir / uri[9:]
     return None
@@ -61,8 +61,6 @@ def _source(record: dict, sidecar: dict | None, bids_dir: Path | None) -> Path |
 def find_done(out_dir: Path, *, bids_dir: Path | None = None, participant_labels: tuple[str, ...] = (),
               session_labels: tuple[str, ...] = ()) -> list[DoneScan]:
     """The scans with all three outputs in ``out_dir``, sorted by key, optionally only some participants/sessions."""
-    import json
-
     subjects = {strip_prefix(s, "sub") for s in participant_labels}
     sessions = {strip_prefix(s, "ses") for s in session_labels}
     found = []
@@ -72,13 +70,13 @@ def find_done(out_dir: Path, *, bids_dir: Path | None = None, participant_labels
         stem = path.name[: -len(_SIDECAR_SUFFIX)]
         relative = path.relative_to(out_dir).with_name(f"{stem}_desc-{DESC}").as_posix()
         outputs = ScanOutputs.from_stem(out_dir, relative)
-        record = recorded_settings(outputs)
-        if record is None or not all(p.is_file() for p in outputs.all):
+        found_sidecar = read_sidecar(outputs)
+        if found_sidecar is None or not all(p.is_file() for p in outputs.all):
             continue
         entities = dict(_ENTITY.findall(stem))
         if (subjects and entities.get("sub") not in subjects) or (sessions and entities.get("ses") not in sessions):
             continue
-        sidecar = json.loads(outputs.sidecar.read_text(encoding="utf-8"))
+        sidecar, record = found_sidecar
         found.append(DoneScan(stem, entities.get("sub", ""), entities.get("ses", ""), outputs,
                               _source(record, sidecar, bids_dir)))
     if not found:

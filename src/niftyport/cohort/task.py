@@ -64,6 +64,11 @@ def _current_worker():
         return None
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def worker_resources(threads: int | None, max_memory: int | None) -> WorkerResources:
     """Threads and memory for a task: the settings' when given, else shares of the worker's.
 
@@ -72,7 +77,7 @@ def worker_resources(threads: int | None, max_memory: int | None) -> WorkerResou
     """
     worker = _current_worker()
     slots = max(1, int(getattr(getattr(worker, "state", None), "nthreads", 1) or 1)) if worker is not None else 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = available_cores()
     if max_memory is None and worker is not None:
         limit = getattr(getattr(worker, "memory_manager", None), "memory_limit", None)
         max_memory = int(limit * MEMORY_FRACTION / slots) if limit else None
