@@ -5,7 +5,8 @@ Cuts ``--scans`` crops of ``--side``^3 voxels from the shared real 1 mm T1s
 parcellates it once per layout (workers x torch threads per worker), each
 into a fresh output folder, with ``--window`` windows. The figure is the time
 from the first task submitted to the last result (the cluster already up),
-and the cluster's start-up apart. The crops are far smaller than a head:
+and the cluster's start-up apart; with the CPU seconds each scan's worker
+process used (the figure other jobs on the machine do not change). The crops are far smaller than a head:
 the figures compare layouts, they do not predict a real cohort's hours.
 
     python benchmarks/bench_cohort.py                      # 8 crops of 24^3, layouts 1x1, 1x2, 2x1
@@ -63,8 +64,9 @@ def run_layout(dataset: Path, out: Path, workers: int, threads: int, window: int
     failed = [r.key for _, r in results if r.status != "done"]
     if failed:
         raise SystemExit(f"scans failed: {failed}")
+    cpu = sum(r.cpu_seconds for _, r in results) / len(results)
     return {"workers": workers, "threads": threads, "startup_s": round(up, 1), "run_s": round(seconds, 1),
-            "scans_per_hour": round(len(scans) / seconds * 3600)}
+            "scans_per_hour": round(len(scans) / seconds * 3600), "cpu_s_per_scan": round(cpu, 2)}
 
 
 def main() -> None:
@@ -81,11 +83,13 @@ def main() -> None:
             workers, threads = (int(x) for x in layout.split("x"))
             rows.append(run_layout(dataset, Path(tmp) / f"out-{layout}", workers, threads, args.window))
             print(json.dumps(rows[-1]), flush=True)
-    print(f"{args.scans} crops of {args.side}^3 voxels, window {args.window}, {os.cpu_count()} cores")
-    print("| workers x threads | cluster start s | run s | scans/hour |")
-    print("| --- | ---: | ---: | ---: |")
+    print(f"{args.scans} crops of {args.side}^3 voxels, window {args.window}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print("| workers x threads | cluster start s | run s | scans/hour | CPU s per scan |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['workers']} x {r['threads']} | {r['startup_s']} | {r['run_s']} | {r['scans_per_hour']} |")
+        print(f"| {r['workers']} x {r['threads']} | {r['startup_s']} | {r['run_s']} | {r['scans_per_hour']} "
+              f"| {r['cpu_s_per_scan']} |")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,11 @@ MEMORY_FRACTION = 0.7
 
 @dataclass(frozen=True)
 class ScanResult:
-    """What a task sends back: ``status`` ``done`` or ``failed`` (with ``error``, one line), and how it ran."""
+    """What a task sends back: ``status`` ``done`` or ``failed`` (with ``error``, one line), and how it ran.
+
+    ``seconds``: wall time of the task; ``cpu_seconds``: CPU time of the worker
+    process meanwhile (the task's own when the worker runs one task at a time).
+    """
 
     key: str
     status: str
@@ -41,6 +45,7 @@ class ScanResult:
     threads: int = 0
     max_memory: int | None = None
     n_labels: int = 0
+    cpu_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,7 @@ def parcellate_scan(scan: Scan, out_dir: str, settings: RunSettings) -> ScanResu
     from .. import __version__
     from ..segmentation.pipeline import run_parcellation, torch_threads
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     resources = worker_resources(settings.threads, settings.max_memory)
     common = dict(key=scan.key, worker=resources.address, pid=os.getpid(), threads=resources.threads,
                   max_memory=resources.max_memory)
@@ -146,4 +151,5 @@ def parcellate_scan(scan: Scan, out_dir: str, settings: RunSettings) -> ScanResu
            "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     n_labels = _write_outputs(scan, ScanOutputs.of(Path(out_dir), scan), result, settings, run, input_record)
-    return ScanResult(status="done", seconds=time.perf_counter() - start, n_labels=n_labels, **common)
+    return ScanResult(status="done", seconds=time.perf_counter() - start, n_labels=n_labels,
+                      cpu_seconds=time.process_time() - cpu, **common)
