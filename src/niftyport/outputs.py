@@ -96,3 +96,21 @@ def check_outputs(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | o
                 raise NiftyportError(f"output {out} is the input file {src}; choose another output path")
         if not force and Path(out).exists():
             raise NiftyportError(f"output {out} exists; use --force to overwrite it")
+
+
+def stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Temporary files that :func:`atomic_output` left beside ``path`` (a process killed mid-write).
+
+    They are hidden (``.name.XXXXXXXX.ext``) and never replace ``path``;
+    call this only when no other process is writing ``path``.
+    """
+    import glob
+    import re
+
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}{re.escape(_suffix(path.name))}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(f".{glob.escape(path.name)}.*") if pattern.fullmatch(p.name))
+
