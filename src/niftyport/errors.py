@@ -49,3 +49,7 @@ class NetworkError(NiftyportError):
 
 class InputShapeError(NiftyportError):
     """An input whose spatial size the network cannot take (NiftyNet's size rules)."""
+
+
+class TrainingError(NiftyportError):
+    """A training setting (optimiser, loss, restore or freeze pattern, starting checkpoint) cannot be used."""
