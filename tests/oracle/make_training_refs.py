@@ -184,8 +184,13 @@ def numpy2_location_shim() -> None:
     uniform.UniformSampler._spatial_coordinates_generator = coordinates
 
 
-def run_case(case: str, workdir: Path) -> tuple[list[float], Path]:
-    """NiftyNet's training application for ``case`` in ``workdir``; returns the losses and the last checkpoint."""
+def run_case(case: str, workdir: Path, *, start: int = START_ITER, steps: int = STEPS,
+             existing_models: bool = False) -> tuple[list[float], Path]:
+    """NiftyNet's training application for ``case`` in ``workdir``; returns the losses and the last checkpoint.
+
+    It starts from ``workdir/models/model.ckpt-<start>``: the zoo's (made
+    here) unless ``existing_models``, when that checkpoint is already there.
+    """
     import nibabel as nib
 
     sys.path.insert(0, str(ORACLE))
@@ -200,15 +205,16 @@ def run_case(case: str, workdir: Path) -> tuple[list[float], Path]:
 
     optimiser, loss, lr = CASES[case]
     data, models = workdir / "data", workdir / "models"
-    data.mkdir(parents=True)
-    models.mkdir()
+    data.mkdir(parents=True, exist_ok=True)
+    models.mkdir(exist_ok=True)
     image, label = batch()
     nib.save(nib.Nifti1Image(image, np.eye(4)), str(data / "crop_image.nii.gz"))
     nib.save(nib.Nifti1Image(label, np.eye(4)), str(data / "crop_label.nii.gz"))
-    starting_checkpoint(tf, models)
+    if not existing_models:
+        starting_checkpoint(tf, models)
     config = workdir / "train.ini"
     config.write_text(CONFIG.format(data=data, model_dir=workdir, w=CROP_SIZE, optimiser=optimiser, lr=lr,
-                                    loss=loss, start=START_ITER, stop=START_ITER + STEPS))
+                                    loss=loss, start=start, stop=start + steps))
     losses: list[tuple[int, float]] = []
 
     def record(_sender, **msg):
@@ -226,9 +232,9 @@ def run_case(case: str, workdir: Path) -> tuple[list[float], Path]:
         os.chdir(cwd)
         ITER_FINISHED.disconnect(record)
     iters = [i for i, _ in losses]
-    if iters != list(range(START_ITER + 1, START_ITER + STEPS + 1)):
+    if iters != list(range(start + 1, start + steps + 1)):
         raise SystemExit(f"{case}: NiftyNet ran iterations {iters}")
-    return [value for _, value in losses], models / f"model.ckpt-{START_ITER + STEPS}"
+    return [value for _, value in losses], models / f"model.ckpt-{start + steps}"
 
 
 def main(argv=None) -> int:
