@@ -144,14 +144,14 @@ def train(config: Config, options: TrainOptions = TrainOptions(), *,
     ckpt = read_checkpoint(checkpoint) if checkpoint is not None else None
     scope = networks.scope_of([v.name for v in ckpt.variables if v.kept], spec) if ckpt else spec.default_scope
     rules = spec.rules(scope, acti_func=config.network.activation_function)
-    restore_pattern = settings.vars_to_restore if ckpt is not None else ""
+    # NiftyNet freezes by vars_to_restore even when it initialises at random (starting_iter 0)
     parameters = trainable_parameters(model, rules, vars_to_freeze=settings.vars_to_freeze,
-                                      vars_to_restore=restore_pattern)
+                                      vars_to_restore=settings.vars_to_restore)
     optimiser = make_optimiser(settings.optimiser, parameters, settings.lr)
     bn = BatchNormTraining(model)
     variables = training_variables(model, rules, optimiser=optimiser, batch_norm=bn)
     if ckpt is not None:
-        report = restore(variables, ckpt, vars_to_restore=restore_pattern)
+        report = restore(variables, ckpt, vars_to_restore=settings.vars_to_restore)
         echo(f"restored {len(report.restored)} of {len(variables)} variables from {ckpt.prefix}")
     log_path = _outputs(model_dir, start, stop, options.force)
     volumes = load_training_volumes(config)
