@@ -53,3 +53,7 @@ class InputShapeError(NiftyportError):
 
 class CohortError(NiftyportError):
     """A cohort's inputs or outputs are invalid: a BIDS dataset, a scan list, a derivatives folder, a cluster."""
+
+
+class TrainingError(NiftyportError):
+    """A training setting (optimiser, loss, restore or freeze pattern, starting checkpoint) cannot be used."""
