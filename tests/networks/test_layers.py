@@ -80,7 +80,10 @@ def test_niftynet_activations():
 
 
 def test_instance_norm_on_one_voxel_gives_beta():
-    norm = layers.InstanceNorm(2)
+    """TF's formula on a one-voxel map: variance 0, ``x * inv + (beta - x * inv)`` = beta up to rounding."""
+    norm = layers.InstanceNorm(3)
     with torch.no_grad():
-        norm.bias.copy_(torch.tensor([0.5, -1.0]))
-    assert norm(torch.randn(1, 2, 1, 1, 1)).flatten().tolist() == [0.5, -1.0]
+        norm.bias.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        out = norm(torch.randn(2, 3, 1, 1, 1, generator=torch.Generator().manual_seed(3)))
+    expected = torch.tensor([0.5, -1.0, 2.0]).reshape(1, 3, 1, 1, 1).expand(2, 3, 1, 1, 1)
+    assert torch.allclose(out, expected, rtol=0, atol=1e-5)  # |x| / sqrt(eps) ~ 300 |x| of rounding headroom
