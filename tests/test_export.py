@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from conftest import DATA, REPO, need, one_line_error
-from network_refs import load_ref, ref_keys
+from network_refs import REFS, load_ref, ref_keys
 from niftyport import networks
 from niftyport.export.shapes import size_rule, smallest_shape
 from niftyport.export.source import BuildArgs, from_model
@@ -31,10 +31,21 @@ T1 = DATA / "real_t1_chris_1mm_skull.nii.gz"
 TINY_T1 = DATA / "real_t1_nipy_tiny_2mm_crop.nii.gz"
 
 
+def _meta(key):
+    return json.loads((REFS / key / "meta.json").read_text())
+
+
 def _ref_key(spec):
-    """The first reference case of ``spec``'s NiftyNet class (relu before prelu), or None."""
-    keys = [k for k in ref_keys() if load_ref(k).meta.get("class") == spec.niftynet_class]
+    """The first oracle reference of ``spec``'s NiftyNet class with its weights (relu before prelu), or None."""
+    keys = [k for k in ref_keys() if _meta(k).get("class") == spec.niftynet_class
+            and (REFS / k / "variables.csv").is_file()]
     return sorted(keys, key=lambda k: ("prelu" in k, k))[0] if keys else None
+
+
+def _recorded_kwargs(spec):
+    """Constructor arguments a reference without regenerable weights records (``niftyport_kwargs``), or {}."""
+    keys = sorted(k for k in ref_keys() if k.split("_")[0] == spec.name and "niftyport_kwargs" in _meta(k))
+    return dict(_meta(keys[0])["niftyport_kwargs"]) if keys else {}
 
 
 def _case(spec):
@@ -45,11 +56,11 @@ def _case(spec):
         kwargs = {**ref.constructor_kwargs, **ref.attributes}
         in_channels = int(ref.meta["input_shape"][-1])
         model = networks.load(spec.name, ref.variables, in_channels=in_channels, **kwargs)
-    else:
+    else:  # freshly initialised, seeded, with the arguments a reference records
         torch.manual_seed(0)
-        kwargs = {"num_classes": spec.default_num_classes or 3}
-        in_channels = 1
-        model = networks.build(spec.name, **kwargs)
+        kwargs = {"num_classes": spec.default_num_classes or 3, **_recorded_kwargs(spec)}
+        in_channels = int(kwargs.pop("in_channels", 1))
+        model = networks.build(spec.name, in_channels=in_channels, **kwargs)
     num_classes = kwargs.pop("num_classes", spec.default_num_classes)
     build = BuildArgs(num_classes, in_channels, kwargs.pop("acti_func", "relu"), kwargs)
     return from_model(spec, model, build), smallest_shape(size_rule(spec), 8)
