@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import NetworkError, NiftyportError, OptionError
+from ..errors import NetworkError, OptionError
 from .metadata import describe
 from .shapes import AxisRule, output_rule, size_rule
 from .source import ExportSource
@@ -283,9 +283,9 @@ def _licence(source: ExportSource, meta: dict) -> str:
             f"models/model.pt, models/model.ts (the trained weights of {source.spec.name}): {weights}.\n"
             + ("configs/labels.ctbl and configs/landmarks.txt come from the same NiftyNet model zoo entry, under the "
                "same licence.\n" if source.shipped else "")
-            + "\nThe configuration files and the pipeline they run (niftyport, "
-            "https://pypi.org/project/niftyport/ when published; NiftyNet's algorithms, Apache-2.0): "
-            "Apache License 2.0, http://www.apache.org/licenses/LICENSE-2.0\n")
+            + f"\nThe configuration files and the pipeline they run (niftyport {__version__}, reproducing "
+            "NiftyNet's algorithms, themselves Apache-2.0): Apache License 2.0, "
+            "http://www.apache.org/licenses/LICENSE-2.0\n")
 
 
 def _readme(source: ExportSource, meta: dict, files: Sequence[str]) -> str:
@@ -299,7 +299,7 @@ with NiftyNet's own preprocessing and postprocessing. Input: a NIfTI scan; outpu
 on the scan's own grid.
 
 ```bash
-pip install 'monai=={MONAI_VERSION}' 'niftyport=={__version__}'
+pip install 'monai=={MONAI_VERSION}' jsonschema fire   # and niftyport {__version__}: pip install '.[export]' in its repository
 python -m monai.bundle verify_metadata --meta_file configs/metadata.json --filepath {SCHEMA_FILE}
 python -m monai.bundle run --config_file configs/inference.json --bundle_root . \\
     --dataset_dir /path/to/scans --output_dir /path/to/labels     # every *.nii* there -> <name>_parcellation.nii.gz
@@ -384,12 +384,12 @@ def export_monai_bundle(source: ExportSource, folder: str | os.PathLike, *, conf
     """
     folder = Path(folder)
     if folder.exists() and not force:
-        raise NiftyportError(f"output {folder} exists; use --force to overwrite it")
+        raise OptionError(f"output {folder} exists; use --force to overwrite it")
     if folder.exists() and not folder.is_dir():
-        raise NiftyportError(f"output {folder} is a file, not a bundle folder")
+        raise OptionError(f"output {folder} is a file, not a bundle folder")
     parent = folder.parent if str(folder.parent) else Path(".")
     if not parent.is_dir():
-        raise NiftyportError(f"{folder}: output folder {parent} does not exist")
+        raise OptionError(f"{folder}: output folder {parent} does not exist")
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
     try:
         _fill(tmp, source, config, shape)
