@@ -293,7 +293,8 @@ def convert_command(path: str, output: str, network: str, num_classes: int | Non
 @cli.command("export")
 @click.argument("weights", type=click.Path(path_type=str))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str),
-              help="Checkpoint prefix to write, e.g. OUTDIR/model.ckpt-33000.")
+              help="Checkpoint prefix to write, e.g. OUTDIR/model.ckpt-33000 (other formats: the file or "
+                   "bundle folder).")
 @click.option("--rules", "rules_path", type=click.Path(exists=True, dir_okay=False, path_type=str),
               help="Rules file whose reverse gives the TensorFlow names; default: built-in HighRes3DNet rules "
                    "(WEIGHTS must then hold keys of the rules' targets).")

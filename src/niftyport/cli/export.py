@@ -32,9 +32,11 @@ def export_options(command: Callable) -> Callable:
                           "monai-bundle: a MONAI bundle folder."),
         click.option("--network", help="Registered network (see 'niftyport networks'); default: found from "
                                         "the weights' NiftyNet names, else highres3dnet."),
-        click.option("--num-classes", type=click.IntRange(min=1), help="NiftyNet's num_classes (default: the network's)."),
+        click.option("--num-classes", type=click.IntRange(min=1),
+                     help="NiftyNet's num_classes (default: the network's)."),
         click.option("--in-channels", type=click.IntRange(min=1), help="Input channels (default 1)."),
-        click.option("--acti-func", help="NiftyNet's activation_function (default: from the weights' names, else relu)."),
+        click.option("--acti-func",
+                     help="NiftyNet's activation_function (default: from the weights' names, else relu)."),
         click.option("--option", "options", multiple=True, metavar="KEY=JSON",
                      help="A NiftyNet hyper-parameter, e.g. 'n_features=[8,16,32,64,128]'; repeatable."),
         click.option("--input-shape", metavar="X,Y,Z", help="Spatial shape to trace and check at (a static ONNX "
@@ -43,7 +45,8 @@ def export_options(command: Callable) -> Callable:
         click.option("--dynamic-shape", is_flag=True, help="ONNX: symbolic batch and spatial axes (NiftyNet's "
                                                            "size rule still applies)."),
         click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=str),
-                     help="3D Slicer colour table naming the classes (default: the shipped one for the shipped weights)."),
+                     help="3D Slicer colour table naming the classes (default: the shipped one for the shipped "
+                          "weights)."),
         click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=str),
                      help="monai-bundle: NiftyNet .ini whose preprocessing the bundle reproduces (default: the "
                           "model zoo's)."),

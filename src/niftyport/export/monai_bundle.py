@@ -138,6 +138,8 @@ def _metadata(source: ExportSource, meta: dict, cfg) -> dict:
                      + (", whitened over the foreground (mean 0, std 1 there; unbounded)" if cfg.network.whitening
                         else ""))
     spatial = spatial_shape_rule(rules)
+    entry = meta["weights"]["model_zoo_entry"]
+    weights = f"the NiftyNet model zoo weights {entry}" if source.shipped else "converted weights"
     return {
         "schema": SCHEMA_FILE,
         "version": "0.1.0",
@@ -151,13 +153,11 @@ def _metadata(source: ExportSource, meta: dict, cfg) -> dict:
         "name": f"{source.spec.name} (NiftyNet) via niftyport",
         "task": f"{source.spec.name}: NiftyNet's {source.spec.niftynet_class} segmentation, "
                 "reproduced in PyTorch by niftyport",
-        "description": (f"NiftyNet's {source.spec.niftynet_class} ({source.spec.citation}) with "
-                        f"{'the NiftyNet model zoo weights ' + str(meta['weights']['model_zoo_entry']) if source.shipped else 'converted weights'}"
-                        f" (state sha256 {source.state_sha256}), run with NiftyNet's preprocessing: {preprocessing}."),
+        "description": (f"NiftyNet's {source.spec.niftynet_class} ({source.spec.citation}) with {weights} "
+                        f"(state sha256 {source.state_sha256}), run with NiftyNet's preprocessing: {preprocessing}."),
         "authors": "NiftyNet network: " + (source.spec.citation or "see references") + "; port: niftyport developers",
         "copyright": "see LICENSE (weights: " + meta["weights"]["licence"] + "; niftyport: Apache-2.0)",
-        "data_source": "the NiftyNet model zoo entry " + str(meta["weights"]["model_zoo_entry"]) if source.shipped
-        else "that of the weights",
+        "data_source": f"the NiftyNet model zoo entry {entry}" if source.shipped else "that of the weights",
         "data_type": "nibabel",
         "image_classes": f"{b.in_channels}-channel image after NiftyNet's preprocessing ({preprocessing})",
         "label_classes": f"{b.num_classes} classes: {meta['label_source']}",
@@ -221,7 +221,8 @@ def metadata_schema() -> dict:
                "copyright"]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "MONAI bundle metadata.json (mandatory keys of MONAI's bundle specification), niftyport's transcription",
+        "title": ("MONAI bundle metadata.json (mandatory keys of MONAI's bundle specification), "
+                  "niftyport's transcription"),
         "$defs": {"tensor": tensor},
         "type": "object",
         "required": ["schema", *strings, "required_packages_version", "optional_packages_version",
@@ -299,7 +300,7 @@ with NiftyNet's own preprocessing and postprocessing. Input: a NIfTI scan; outpu
 on the scan's own grid.
 
 ```bash
-pip install 'monai=={MONAI_VERSION}' jsonschema fire   # and niftyport {__version__}: pip install '.[export]' in its repository
+pip install 'monai=={MONAI_VERSION}' jsonschema fire   # and niftyport {__version__} (its repository: '.[export]')
 python -m monai.bundle verify_metadata --meta_file configs/metadata.json --filepath {SCHEMA_FILE}
 python -m monai.bundle run --config_file configs/inference.json --bundle_root . \\
     --dataset_dir /path/to/scans --output_dir /path/to/labels     # every *.nii* there -> <name>_parcellation.nii.gz
