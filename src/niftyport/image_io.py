@@ -230,3 +230,43 @@ def save_labels(path: str | os.PathLike, labels: np.ndarray, affine: np.ndarray,
     with atomic_output(path) as tmp:
         nib.save(label_image(labels, affine, header_like, description=description), tmp)
     return path
+
+
+def output_image(output: np.ndarray, affine: np.ndarray, header_like: nib.Nifti1Header | None = None, *,
+                 description: str = "") -> nib.Nifti1Image:
+    """A segmentation output as NiftyNet's ``save_volume_5d`` builds it, in memory.
+
+    ``output``: integer labels ``(X, Y, Z)`` (written int32), or float
+    maps ``(X, Y, Z, 1, K)`` (NiftyNet's 5-D layout, one channel per class;
+    written float32; trailing length-1 axes dropped as NiftyNet squeezes
+    them); ``affine``: ``(4, 4)`` voxel -> RAS+ mm. Header as
+    :func:`label_image`: fresh (sform code 2, qform code 0), the spatial/time
+    units of ``header_like``, ``description`` in ``descrip``.
+    """
+    output = np.asarray(output)
+    if output.dtype.kind in "biu":
+        if output.ndim != 3:
+            raise ImageError(f"labels must be 3-D, got shape {output.shape}")
+        return label_image(output, affine, header_like, description=description)
+    if output.dtype.kind != "f" or output.ndim not in (3, 4, 5):
+        raise ImageError(f"an output must be integer labels or float maps, got {output.dtype} {output.shape}")
+    shape = output.shape
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    img = nib.Nifti1Image(output.astype(np.float32).reshape(shape), np.asarray(affine, dtype=np.float64))
+    img.set_data_dtype(np.float32)
+    if header_like is not None:
+        img.header["xyzt_units"] = header_like["xyzt_units"]
+    if description:
+        img.header["descrip"] = description.encode("ascii")[:80]
+    return img
+
+
+def save_image(path: str | os.PathLike, img: nib.Nifti1Image, *,
+               input_paths: Iterable[str | os.PathLike] = ()) -> Path:
+    """Write ``img`` to ``path`` atomically, never over one of ``input_paths``; returns ``path``."""
+    path = Path(path)
+    check_outputs([path], input_paths)
+    with atomic_output(path) as tmp:
+        nib.save(img, tmp)
+    return path

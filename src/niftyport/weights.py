@@ -298,7 +298,7 @@ def _numpy_tensors(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
     def as_numpy(value):
         if hasattr(value, "detach"):  # a torch tensor
             value = value.detach().cpu().numpy()
-        return np.ascontiguousarray(value)
+        return np.ascontiguousarray(value).reshape(np.shape(value))  # ascontiguousarray makes 0-d arrays 1-d
     return {key: as_numpy(value) for key, value in state_dict.items()}
 
 

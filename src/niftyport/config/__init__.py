@@ -481,9 +481,25 @@ class Config:
         return self.inputs[self.modality]
 
     @property
+    def modalities(self) -> tuple[str, ...]:
+        """Names of the image input sections, in ``[SEGMENTATION] image`` order (the channels' order)."""
+        return tuple(self.segmentation.image)
+
+    @property
+    def images(self) -> tuple[InputSection, ...]:
+        """The image input sections, one per modality, in :attr:`modalities` order."""
+        return tuple(self.inputs[name] for name in self.modalities)
+
+    @property
+    def section_window(self) -> tuple[int, ...]:
+        """The window of the image sections: NiftyNet takes the *last* modality's
+        (``engine/image_window.py``, ``_read_window_sizes``); the resize sampler uses it."""
+        return self.images[-1].spatial_window_size
+
+    @property
     def spatial_window_size(self) -> tuple[int, ...]:
-        """The inference window: ``[INFERENCE]``'s if set, else the image section's (as NiftyNet)."""
-        return self.inference.spatial_window_size or self.image.spatial_window_size
+        """The grid sampler's window: ``[INFERENCE]``'s if set, else :attr:`section_window` (as NiftyNet)."""
+        return self.inference.spatial_window_size or self.section_window
 
     def replace(self, **overrides: Any) -> "Config":
         """A copy with some values changed, validated like the file's.

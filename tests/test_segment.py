@@ -1,0 +1,208 @@
+"""``niftyport segment``: any NiftyNet segmentation config, end to end.
+
+Stitching is checked with networks whose output is known in closed form
+(one-hot copies of the input, cropped copies as UNet3D's valid output);
+NiftyNet's own application is the reference in ``test_segment_oracle*``.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from conftest import one_line_error
+from niftyport.cli import main
+from niftyport.errors import OptionError
+from niftyport.inference.aggregation import GridAggregator, output_offset
+from niftyport.inference.windows import post_process, run_windows
+from niftyport.segmentation.segment import run_segmentation
+
+
+class OneHot(torch.nn.Module):
+    """Logits that are the one-hot code of channel 0 (integers 0..K-1), cropped by ``crop`` per side."""
+
+    def __init__(self, classes: int, crop: int = 0):
+        super().__init__()
+        self.classes, self.crop = classes, crop
+
+    def forward(self, x):
+        labels = x[:, 0].round().long().clamp(0, self.classes - 1)
+        logits = torch.nn.functional.one_hot(labels, self.classes).movedim(-1, 1).float() * 5.0
+        c = self.crop
+        return logits[:, :, c:logits.shape[2] - c, c:logits.shape[3] - c, c:logits.shape[4] - c] if c else logits
+
+
+def label_volume(shape, classes, seed=0):
+    return np.random.default_rng(seed).integers(0, classes, size=shape).astype(np.float32)
+
+
+def run(capsys, *args):
+    status = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+# --- the grid aggregator with outputs of any size -------------------------------------------------
+
+def test_output_offset_centres_a_smaller_output_and_refuses_too_small_a_border():
+    assert output_offset((16, 16, 16), (16, 16, 16), (3, 3, 3)) == (3, 3, 3)
+    assert output_offset((8, 8, 8), (16, 16, 16), (4, 5, 4)) == (0, 1, 0)
+    with pytest.raises(OptionError, match=r"border >= \(4, 4, 4\)"):
+        output_offset((8, 8, 8), (16, 16, 16), (3, 3, 3))
+
+
+@pytest.mark.parametrize("crop,border", [(0, 0), (0, 2), (4, 4), (4, 5)])
+def test_window_loop_rebuilds_the_volume_with_same_or_smaller_outputs(crop, border):
+    volume = label_volume((21, 18, 24), 4)[..., None]
+    labels = run_windows(OneHot(4, crop), volume, window=(16, 16, 16), border=(border,) * 3, batch_size=3)
+    assert labels.dtype == np.int32 and labels.shape == volume.shape[:3]
+    inner = (slice(border, -border or None),) * 3
+    assert np.array_equal(labels[inner], volume[..., 0][inner].astype(np.int32))
+    if border:  # the frame no cropped window reaches stays 0, as NiftyNet's zero-initialised volume
+        assert not labels[:border].any() and not labels[:, :, -border:].any()
+
+
+def test_window_loop_probabilities_and_fill_constant():
+    volume = label_volume((12, 12, 12), 3)[..., None]
+    probabilities = run_windows(OneHot(3), volume, window=(8, 8, 8), border=(1, 1, 1), batch_size=2,
+                                output="probabilities", num_classes=3, fill=-1.0)
+    assert probabilities.dtype == np.float32 and probabilities.shape == (12, 12, 12, 3)
+    logits = 5.0 * np.eye(3)[volume[..., 0].astype(int)]
+    expected = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    assert np.allclose(probabilities[1:-1, 1:-1, 1:-1], expected[1:-1, 1:-1, 1:-1], atol=1e-6)
+    assert np.all(probabilities[0] == -1.0)
+    with pytest.raises(OptionError, match="gives 3 classes, the config says 4"):
+        run_windows(OneHot(3), volume, window=(8, 8, 8), border=(1, 1, 1), batch_size=1,
+                    output="probabilities", num_classes=4)
+
+
+def test_last_written_window_wins_with_repeats_filling_the_last_batch():
+    # axis of 20, window 12, border 1: starts 0, 8 and their mean 4; with batch 2 the list is
+    # extended by window 0 again, written last: it wins over window 4 on x = 5..10
+    class Index(torch.nn.Module):
+        def forward(self, x):  # class = the window's first voxel value (its start), as one-hot
+            return OneHot(21)(x[:, :, :1, :1, :1].expand_as(x).contiguous())
+    volume = np.broadcast_to(np.arange(20, dtype=np.float32)[:, None, None, None], (20, 8, 8, 1)).copy()
+    line = run_windows(Index(), volume, window=(12, 8, 8), border=(1, 0, 0), batch_size=2)[:, 4, 4]
+    assert line.tolist() == [0] * 11 + [4] * 4 + [8] * 4 + [0]
+
+
+def test_grid_aggregator_keeps_the_labels_doctest_behaviour():
+    agg = GridAggregator((6, 4, 4), (1, 1, 1), channels=2, dtype=np.float32)
+    agg.add(np.ones((4, 4, 4, 2), np.float32), (0, 0, 0, 4, 4, 4))
+    assert agg.volume.shape == (6, 4, 4, 2) and agg.volume[1:3, 1:3, 1:3].min() == 1.0
+
+
+def test_post_process_takes_the_first_of_tied_classes():
+    tied = torch.zeros(1, 3, 1, 1, 1)
+    assert post_process(tied, "labels").ravel().tolist() == [0]
+
+
+# --- configs and pipelines ------------------------------------------------------------------------
+
+def write_scan(path, data, affine=None):
+    nib.save(nib.Nifti1Image(np.asarray(data, np.float32), np.diag([-1.0, 1.0, 1.0, 1.0])
+                             if affine is None else affine), path)
+    return path
+
+
+def write_config(folder: Path, *, network="toynet", classes=3, sections=None, extra_network="",
+                 extra_inference="", extra_segmentation="", image="T1"):
+    sections = sections or {"T1": "spatial_window_size = (8, 8, 8)\n"}
+    text = "".join(f"[{name}]\n{body}\n" for name, body in sections.items())
+    text += (f"[SYSTEM]\nmodel_dir = {folder}\n[NETWORK]\nname = {network}\nbatch_size = 2\n"
+             f"volume_padding_size = 2\n{extra_network}\n"
+             f"[INFERENCE]\nborder = (1, 1, 1)\nsave_seg_dir = {folder / 'out'}\n{extra_inference}\n"
+             f"[SEGMENTATION]\nimage = {image}\nnum_classes = {classes}\n{extra_segmentation}\n")
+    path = folder / "model.ini"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def toynet_weights(tmp_path):
+    from niftyport import networks
+    from niftyport.weights import save_safetensors
+
+    torch.manual_seed(0)
+    model = networks.build("toynet", num_classes=3, in_channels=1)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    return save_safetensors(model.state_dict(), tmp_path / "toynet.safetensors")
+
+
+def test_segment_writes_labels_next_to_the_input_and_refuses_to_overwrite(capsys, tmp_path, toynet_weights):
+    scan = write_scan(tmp_path / "ct.nii.gz", np.random.default_rng(1).gamma(2.0, 50.0, (11, 9, 10)))
+    before = scan.read_bytes()
+    config = write_config(tmp_path)
+    status, out, err = run(capsys, "segment", scan, "--config", config, "--weights", toynet_weights, "-q",
+                           "--device", "cpu")
+    assert status == 0, err
+    written = tmp_path / "ct_segmentation.nii.gz"
+    img = nib.load(written)
+    assert img.shape == (11, 9, 10) and img.get_data_dtype() == np.int32
+    assert np.array_equal(img.affine, nib.load(scan).affine) and scan.read_bytes() == before
+    assert img.header["descrip"].tobytes().rstrip(b"\0") == b"niftyport toynet labels"
+    status, _, err = run(capsys, "segment", scan, "--config", config, "--weights", toynet_weights, "-q")
+    one_line_error(status, err, str(written), "use --force")
+    status, _, err = run(capsys, "segment", scan, "--config", config, "-o", scan, "--weights", toynet_weights)
+    one_line_error(status, err, "is the input file")
+    assert scan.read_bytes() == before
+
+
+def test_segment_probabilities_in_niftynet_layout(tmp_path, toynet_weights):
+    scan = write_scan(tmp_path / "ct.nii.gz", np.random.default_rng(1).gamma(2.0, 50.0, (11, 9, 10)))
+    labels = run_segmentation(scan, config=write_config(tmp_path), weights=toynet_weights, device="cpu")
+    probs = run_segmentation(scan, config=write_config(tmp_path, extra_segmentation="output_prob = True"),
+                             weights=toynet_weights, device="cpu")
+    assert probs.output.shape == (11, 9, 10, 1, 3) and probs.output.dtype == np.float32
+    assert np.allclose(probs.output.sum(-1), 1.0, atol=1e-5)
+    assert np.array_equal(probs.output[..., 0, :].argmax(-1), labels.output)
+    img = probs.to_image()
+    assert img.shape == (11, 9, 10, 1, 3) and img.get_data_dtype() == np.float32
+
+
+def test_batch_run_names_outputs_as_niftynet_and_lists_them(capsys, tmp_path, toynet_weights):
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(2)
+    for name in ("p2_ct.nii.gz", "p1_ct.nii.gz"):
+        write_scan(data / name, rng.gamma(2.0, 50.0, (10, 9, 8)))
+    config = write_config(tmp_path, sections={"ct": f"path_to_search = {data}\nfilename_contains = _ct\n"
+                                                    "spatial_window_size = (8, 8, 8)\n"}, image="ct")
+    status, out, err = run(capsys, "segment", "--config", config, "--weights", toynet_weights, "-q")
+    assert status == 0, err
+    out_dir = tmp_path / "out"
+    names = sorted(p.name for p in out_dir.iterdir())
+    assert names == ["inferred.csv", "window_seg_p1__niftynet_out.nii.gz", "window_seg_p2__niftynet_out.nii.gz"]
+    with open(out_dir / "inferred.csv", newline="") as f:
+        assert list(csv.reader(f)) == [["p1", str(out_dir / names[1])], ["p2", str(out_dir / names[2])]]
+    status, _, err = run(capsys, "segment", "--config", config, "--weights", toynet_weights, "-q")
+    one_line_error(status, err, "exists", "--force")
+    (tmp_path / "dataset_split.csv").write_text("p1,training\np2,inference\n")
+    status, _, err = run(capsys, "segment", "--config", config, "--weights", toynet_weights, "-q", "--force")
+    assert status == 0, err
+    with open(out_dir / "inferred.csv", newline="") as f:
+        assert [row[0] for row in csv.reader(f)] == ["p2"]
+
+
+@pytest.mark.parametrize("change,fragment", [
+    (dict(network="nosuchnet"), "[NETWORK] name = 'nosuchnet': unknown network"),
+    (dict(extra_network="window_sampling = patch"), "no inference sampler"),
+    (dict(network="unet"), "spatial_window_size (8, 8, 8)"),
+    (dict(sections={"T1": ""}), "no spatial_window_size"),
+])
+def test_configs_niftynet_cannot_run_are_refused_with_one_line(capsys, tmp_path, change, fragment):
+    scan = write_scan(tmp_path / "ct.nii.gz", np.ones((9, 9, 9)))
+    status, _, err = run(capsys, "segment", scan, "--config", write_config(tmp_path, **change), "-q")
+    one_line_error(status, err, fragment)
+
+
+def test_missing_weights_name_the_checkpoint_niftynet_would_restore(capsys, tmp_path):
+    scan = write_scan(tmp_path / "ct.nii.gz", np.random.default_rng(0).gamma(2.0, 50.0, (9, 9, 9)))
+    status, _, err = run(capsys, "segment", scan, "--config", write_config(tmp_path), "-q")
+    one_line_error(status, err, f"no checkpoint {tmp_path / 'models'} ", "inference_iter = -1")
