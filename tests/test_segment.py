@@ -16,7 +16,7 @@ import torch
 
 from conftest import one_line_error
 from niftyport.cli import main
-from niftyport.errors import OptionError
+from niftyport.errors import ConfigError, ImageError, OptionError
 from niftyport.inference.aggregation import GridAggregator, output_offset
 from niftyport.inference.windows import post_process, run_windows
 from niftyport.segmentation.segment import run_segmentation
@@ -206,3 +206,94 @@ def test_missing_weights_name_the_checkpoint_niftynet_would_restore(capsys, tmp_
     scan = write_scan(tmp_path / "ct.nii.gz", np.random.default_rng(0).gamma(2.0, 50.0, (9, 9, 9)))
     status, _, err = run(capsys, "segment", scan, "--config", write_config(tmp_path), "-q")
     one_line_error(status, err, f"no checkpoint {tmp_path / 'models'} ", "inference_iter = -1")
+
+
+
+# --- several modalities ---------------------------------------------------------------------------
+
+TWO_SECTIONS = {"T1": "spatial_window_size = (8, 8, 8)\ninterp_order = 1\n",
+                "T2": "spatial_window_size = (8, 8, 8)\ninterp_order = 0\n"}
+
+
+def two_scans(folder, shape=(10, 9, 8), second_shape=None):
+    rng = np.random.default_rng(3)
+    return (write_scan(folder / "t1.nii.gz", rng.gamma(2.0, 50.0, shape)),
+            write_scan(folder / "t2.nii.gz", 3.0 * rng.gamma(2.0, 50.0, second_shape or shape)))
+
+
+def test_modalities_are_the_channels_in_the_config_order(tmp_path):
+    t1, t2 = two_scans(tmp_path)
+    extra = "whitening = True\nnormalise_foreground_only = False"
+
+    def whitened(images, **kw):
+        class Channels(torch.nn.Module):  # two classes from the first channel's sign; records its input
+            def forward(self, x):
+                self.channels = x.shape[1]
+                return torch.cat([torch.zeros_like(x[:, :1]), x[:, :1]], dim=1)
+        model = Channels()
+        result = run_segmentation(images, config=write_config(tmp_path, extra_network=extra, classes=2, **kw),
+                                  model=model, device="cpu")
+        return result.preprocessed.whitened, model.channels
+
+    both, channels = whitened([t1, t2], sections=TWO_SECTIONS, image="T1, T2")
+    alone1, _ = whitened(t1)
+    alone2, _ = whitened(t2, sections={"T2": TWO_SECTIONS["T2"]}, image="T2")
+    assert channels == 2 and both.shape == alone1.shape[:3] + (2,)
+    assert np.allclose(both[..., 0], alone1[..., 0], atol=1e-6) and np.allclose(both[..., 1], alone2[..., 0], atol=1e-6)
+    swapped, _ = whitened([t2, t1], sections=TWO_SECTIONS, image="T2, T1")
+    assert np.allclose(swapped[..., 0], both[..., 1], atol=1e-6)
+
+
+def test_modality_masks_fuse_and_or_and_skip_an_empty_modality():
+    from niftyport.config import default_config
+    from niftyport.preprocessing.modalities import modality_masks
+
+    padded = np.zeros((12, 12, 12, 3), np.float32)
+    padded[2:6, 2:10, 2:10, 0] = 1.0
+    padded[2:10, 2:6, 2:10, 1] = 1.0   # channel 2 stays all zero: NiftyNet leaves it unmasked
+    base = default_config(niftynet_home="/nonexistent")
+
+    def masks(fusion):
+        return modality_masks(padded, base.replace(foreground_type="threshold_plus",
+                                                   multimod_foreground_type=fusion))
+    one = [np.asarray(m) for m in (masks("and")[..., 0], masks("or")[..., 0])]
+    assert np.array_equal(masks("and")[..., 0], masks("and")[..., 1]) and not masks("and")[..., 2].any()
+    assert one[0].sum() < one[1].sum() and np.all(one[1] >= one[0])
+    assert not masks("or")[..., 2].any()
+
+
+def test_each_modality_uses_its_own_landmarks_line(tmp_path):
+    t1, t2 = two_scans(tmp_path)
+    (tmp_path / "landmarks.txt").write_text("T1 " + " ".join(str(v) for v in range(0, 130, 10)) + "\n")
+    extra = f"normalisation = True\nhistogram_ref_file = {tmp_path / 'landmarks.txt'}"
+    config = write_config(tmp_path, sections=TWO_SECTIONS, image="T1, T2", extra_network=extra, classes=2)
+    with pytest.raises(ConfigError, match="no line for modality 'T2'"):
+        run_segmentation([t1, t2], config=config, model=OneHot(2), device="cpu")
+
+
+def test_wrong_count_and_different_grids_are_one_line_errors(capsys, tmp_path):
+    from niftyport import networks
+    from niftyport.weights import save_safetensors
+
+    weights = save_safetensors(networks.build("toynet", num_classes=3, in_channels=2).state_dict(),
+                               tmp_path / "toynet2.safetensors")
+    t1, t2 = two_scans(tmp_path, second_shape=(10, 9, 9))
+    config = write_config(tmp_path, sections=TWO_SECTIONS, image="T1, T2")
+    status, _, err = run(capsys, "segment", t1, "--config", config, "--weights", weights, "-q")
+    one_line_error(status, err, "image = T1, T2 needs 2 image(s)", "got 1")
+    status, _, err = run(capsys, "segment", t1, t2, "--config", config, "--weights", weights, "-q")
+    one_line_error(status, err, "modalities T1, T2 differ in file shape: (10, 9, 8) vs (10, 9, 9)")
+    t2 = write_scan(tmp_path / "t2.nii.gz", np.random.default_rng(4).gamma(2.0, 50.0, (10, 9, 8)))
+    coarse = dict(TWO_SECTIONS, T2=TWO_SECTIONS["T2"] + "pixdim = (2.0, 2.0, 2.0)\n")
+    config = write_config(tmp_path, sections=coarse, image="T1, T2")
+    with pytest.raises(ImageError, match="differ in resampled shape"):
+        run_segmentation([t1, t2], config=config, model=OneHot(3), device="cpu")
+
+
+def test_parcellation_keeps_to_one_modality(tmp_path):
+    from niftyport.segmentation.pipeline import resolve_config
+
+    config = write_config(tmp_path, network="highres3dnet", sections=TWO_SECTIONS, image="T1, T2")
+    with pytest.raises(ConfigError, match="parcellation takes one image modality"):
+        resolve_config(config)
+

@@ -73,7 +73,7 @@ def planned_outputs(config: Config, subject_ids) -> tuple[Path, list[Path]]:
 
 
 def segment_subjects(config: Config, *, weights=None, model=None, device="auto", force: bool = False,
-                     **options) -> list[Path]:
+                     network_options=None, **options) -> list[Path]:
     """NiftyNet's ``net_segment inference`` over every subject of ``config``; returns the files written.
 
     Subjects and their scans come from the image sections and the dataset
@@ -81,7 +81,8 @@ def segment_subjects(config: Config, *, weights=None, model=None, device="auto",
     output goes to ``save_seg_dir/window_seg_<subject>_<output_postfix>.nii.gz``
     and ``inferred.csv`` lists ``subject,path`` in subject order. Existing
     outputs are refused unless ``force`` (NiftyNet overwrites them); an
-    output is never written over an input. The network is loaded once.
+    output is never written over an input. The network is loaded once
+    (``network_options``: see :func:`~niftyport.segmentation.segment.load_network`).
     ``options``: those of :func:`~niftyport.segmentation.segment.run_segmentation`.
     """
     from ..image_io import save_image
@@ -97,7 +98,8 @@ def segment_subjects(config: Config, *, weights=None, model=None, device="auto",
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     if model is None:
-        model = load_network(config, weights, in_channels=len(config.modalities), device=dev)
+        model = load_network(config, weights, in_channels=len(config.modalities), device=dev,
+                             network_options=network_options)
     written: list[Path] = []
     for (subject, paths), out in zip(subjects, outputs):
         log.info("subject %s: %s", subject, ", ".join(map(str, paths)))

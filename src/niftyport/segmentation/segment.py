@@ -28,8 +28,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -168,6 +170,16 @@ def _as_list(images) -> list:
     return list(images)
 
 
+def check_count(images, config: Config) -> list:
+    """``images`` as a list, one per image modality, or :class:`ConfigError` saying how many are needed."""
+    images = _as_list(images)
+    names = config.modalities
+    if len(images) != len(names):
+        raise ConfigError(f"{config.source or 'config'}: [SEGMENTATION] image = {', '.join(names)} needs "
+                          f"{len(names)} image(s), one per modality in this order; got {len(images)}")
+    return images
+
+
 def load_inputs(images, config: Config) -> tuple[Loaded, ...]:
     """One scan per image modality, each read and resampled by its own section.
 
@@ -176,11 +188,8 @@ def load_inputs(images, config: Config) -> tuple[Loaded, ...]:
     count and :class:`~niftyport.errors.ImageError` when the modalities'
     grids differ (file shapes, or shapes once resampled).
     """
-    images = _as_list(images)
+    images = check_count(images, config)
     names = config.modalities
-    if len(images) != len(names):
-        raise ConfigError(f"{config.source or 'config'}: [SEGMENTATION] image = {', '.join(names)} needs "
-                          f"{len(names)} image(s), one per modality in this order; got {len(images)}")
     loaded = tuple(load_and_resample(image, config, section=section)
                    for image, section in zip(images, config.images))
     check_same_grid([item.original_shape for item in loaded], names, what="file")
@@ -188,13 +197,20 @@ def load_inputs(images, config: Config) -> tuple[Loaded, ...]:
     return loaded
 
 
-def load_network(config: Config, weights, *, in_channels: int, device: torch.device) -> torch.nn.Module:
-    """The config's network with ``weights`` (default: :func:`default_weights`), eval mode, on ``device``."""
+def load_network(config: Config, weights, *, in_channels: int, device: torch.device,
+                 network_options: Mapping[str, Any] | None = None) -> torch.nn.Module:
+    """The config's network with ``weights`` (default: :func:`default_weights`), eval mode, on ``device``.
+
+    ``network_options``: hyper-parameters of the network that NiftyNet's
+    configs cannot set (``n_features`` of a narrowed UNet3D ...), see
+    :attr:`~niftyport.networks.NetworkSpec.options`.
+    """
     from .. import networks
 
     source = default_weights(config) if weights is None else weights
     model = networks.load(config.network.name, source, num_classes=config.segmentation.num_classes,
-                          acti_func=config.network.activation_function, in_channels=in_channels)
+                          acti_func=config.network.activation_function, in_channels=in_channels,
+                          **dict(network_options or {}))
     return model.to(device).eval()
 
 
@@ -257,6 +273,7 @@ def run_segmentation(images, *, config: str | os.PathLike | Config, weights=None
                      model: torch.nn.Module | None = None, device: str | torch.device | None = "auto",
                      threads: int | None = None, max_memory: int | str | None = None,
                      niftynet_home: str | os.PathLike | None = None,
+                     network_options: Mapping[str, Any] | None = None,
                      progress: bool = False) -> Segmentation:
     """Segment one subject as ``net_segment inference`` would, keeping every stage.
 
@@ -271,17 +288,19 @@ def run_segmentation(images, *, config: str | os.PathLike | Config, weights=None
         threads: CPU threads for the network (restored afterwards).
         max_memory: working-memory budget of HighRes3DNet's engine.
         niftynet_home: NiftyNet's home folder, for relative paths of an ``.ini``.
+        network_options: hyper-parameters no NiftyNet config holds (see :func:`load_network`).
         progress: a progress bar over windows.
     """
     cfg = resolve_segment_config(config, niftynet_home=niftynet_home)
     dev = resolve_device(device)
     if threads is not None and threads < 1:
         raise NiftyportError(f"threads must be at least 1, got {threads}")
+    images = check_count(images, cfg)
     seconds: dict[str, float] = {}
     with torch_threads(threads):
         t = time.perf_counter()
-        model = (load_network(cfg, weights, in_channels=len(cfg.modalities), device=dev) if model is None
-                 else model.to(dev).eval())
+        model = (load_network(cfg, weights, in_channels=len(cfg.modalities), device=dev,
+                              network_options=network_options) if model is None else model.to(dev).eval())
         seconds["weights"] = time.perf_counter() - t
         t = time.perf_counter()
         loaded = load_inputs(images, cfg)
