@@ -16,6 +16,7 @@ import torch
 
 from conftest import one_line_error
 from niftyport.cli import main
+from niftyport.config import load_config
 from niftyport.errors import ConfigError, ImageError, OptionError
 from niftyport.inference.aggregation import GridAggregator, output_offset
 from niftyport.inference.windows import post_process, run_windows
@@ -296,4 +297,69 @@ def test_parcellation_keeps_to_one_modality(tmp_path):
     config = write_config(tmp_path, network="highres3dnet", sections=TWO_SECTIONS, image="T1, T2")
     with pytest.raises(ConfigError, match="parcellation takes one image modality"):
         resolve_config(config)
+
+
+
+# --- the resize sampler and aggregator ------------------------------------------------------------
+
+def corner_aligned(n: int, m: int, order: int) -> np.ndarray:
+    """(m, n) weights of scipy's zoom along one axis: output i samples input i * (n - 1) / (m - 1)."""
+    weights = np.zeros((m, n))
+    for i in range(m):
+        x = i * (n - 1) / (m - 1) if m > 1 else 0.0
+        if order == 0:
+            weights[i, int(np.floor(x + 0.5))] = 1.0
+        else:
+            j = min(int(np.floor(x)), n - 2)
+            weights[i, j], weights[i, j + 1] = 1.0 - (x - j), x - j
+    return weights
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_scipy_zoom_is_corner_aligned_as_the_resize_exactness_assumes(order):
+    # pinned: scipy.ndimage.zoom's defaults (mode='constant', grid_mode=False) sample output voxel i at
+    # i * (n - 1) / (m - 1); sizes chosen so that no nearest-neighbour coordinate is a tie
+    from scipy import ndimage
+
+    from niftyport.inference.resize import zoom_factors
+
+    a = np.random.default_rng(5).random((7, 5, 4)).astype(np.float32)
+    target = (11, 3, 4)
+    out = ndimage.zoom(a, zoom_factors(target, a.shape), order=order)
+    wx, wy, wz = (corner_aligned(n, m, order) for n, m in zip(a.shape, target))
+    assert out.shape == target
+    assert np.allclose(out, np.einsum("ai,bj,ck,ijk->abc", wx, wy, wz, a), atol=1e-6)
+
+
+def test_zoom_to_a_target_shape_gives_that_shape():
+    # scipy's output shape is round(n * zoom): with NiftyNet's zoom = float(t) / float(n) it is t
+    from niftyport.inference.resize import zoom_channels
+
+    for n in range(2, 40):
+        for t in (1, 2, 7, 48, 144, n + 1):
+            assert zoom_channels(np.zeros((n, 2, 2, 1), np.float32), (t, 2, 2), 0).shape == (t, 2, 2, 1)
+
+
+def test_resize_aggregator_pads_the_edges_by_the_border_then_zooms_back():
+    from niftyport.inference.resize import resize_input, resize_output
+
+    window = np.arange(4 * 4 * 4, dtype=np.int32).reshape(4, 4, 4)
+    back = resize_output(window, (16, 16, 16), border=(2, 2, 2), output_interp_order=0)
+    padded = np.pad(window, 2, mode="edge")   # 8^3, then nearest-neighbour to 16^3: each voxel twice or so
+    assert back.dtype == np.int32 and back.shape == (16, 16, 16)
+    assert back[0, 0, 0] == padded[0, 0, 0] == window[0, 0, 0] and back[-1, -1, -1] == window[-1, -1, -1]
+    assert set(np.unique(back)) == set(np.unique(window))
+    volume = np.random.default_rng(6).random((48, 48, 48, 2)).astype(np.float32)
+    assert resize_input(volume, (48, 48, 48), 3) is volume   # already the window's size: untouched
+
+
+def test_resize_sampler_ignores_the_inference_window_and_uses_the_first_sections_interp_order(tmp_path):
+    from niftyport.segmentation.segment import inference_window
+
+    config = load_config(write_config(tmp_path, extra_network="window_sampling = resize",
+                                      extra_inference="spatial_window_size = (16, 16, 16)"))
+    assert inference_window(config) == (8, 8, 8) and config.spatial_window_size == (16, 16, 16)
+    scan = write_scan(tmp_path / "ct.nii.gz", np.random.default_rng(7).gamma(2.0, 50.0, (11, 9, 10)))
+    result = run_segmentation(scan, config=config, model=OneHot(3), device="cpu")
+    assert result.output.shape == (11, 9, 10) and result.output_padded.shape == (15, 13, 14)
 
