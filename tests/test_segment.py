@@ -363,3 +363,101 @@ def test_resize_sampler_ignores_the_inference_window_and_uses_the_first_sections
     result = run_segmentation(scan, config=config, model=OneHot(3), device="cpu")
     assert result.output.shape == (11, 9, 10) and result.output_padded.shape == (15, 13, 14)
 
+
+# --- against NiftyNet's own net_segment inference -------------------------------------------------
+# tests/oracle/make_segment_refs.py ran NiftyNet 0.6.0's application on these configs, with
+# checkpoints of NiftyNet's own graph (seeded random weights, regenerated here by network_refs)
+# and crops of real T1s from ../shared/data.
+
+SEGMENT_REFS = Path(__file__).resolve().parent / "data" / "segment"
+
+
+def oracle_case(name: str, folder: Path):
+    """The case's meta and reference arrays; its inputs, landmarks and config written into ``folder``."""
+    import hashlib
+    import json
+
+    from conftest import DATA, need
+
+    meta = json.loads((SEGMENT_REFS / name / "meta.json").read_text())
+    with np.load(SEGMENT_REFS / name / "reference.npz") as npz:
+        reference = {key: npz[key] for key in npz}
+    data = folder / "data"
+    data.mkdir(parents=True)
+    inputs = dict(meta["inputs"])
+    affine = np.asarray(inputs.pop("affine"))
+    for stem, spec in inputs.items():
+        img = nib.load(need(DATA / spec["file"]))
+        array = np.asanyarray(img.dataobj)
+        array = array.reshape(array.shape[:3])[tuple(slice(s, s + n) for s, n in zip(spec["start"], spec["size"]))]
+        array = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("=")))
+        assert hashlib.sha256(array.tobytes()).hexdigest() == spec["sha256"], f"{stem}: crop differs"
+        nib.save(nib.Nifti1Image(array, affine), data / f"{stem}.nii.gz")
+    (folder / "landmarks.txt").write_text("".join(f"{k} {' '.join(map(str, v))}\n"
+                                                  for k, v in meta["landmarks"].items()))
+    config = folder / "config.ini"
+    config.write_text(meta["config_template"].format(data=data, model_dir=folder, **meta["config_values"]))
+    return meta, reference, config
+
+
+def oracle_weights(meta):
+    from network_refs import load_ref
+
+    return load_ref(meta["network_ref"]).variables
+
+
+def preprocessed_digest(result) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(result.preprocessed.whitened).tobytes()).hexdigest()
+
+
+@pytest.mark.parametrize("name", ["unet3d_t1t2_labels", "dense_vnet_resize_labels"])
+def test_labels_equal_niftynets_own_application(tmp_path, name):
+    meta, reference, config = oracle_case(name, tmp_path)
+    images = sorted((tmp_path / "data").iterdir())  # T1 before T2: the config's order
+    result = run_segmentation(images, config=config, weights=oracle_weights(meta), device="cpu",
+                              network_options=meta["network_attrs"])
+    assert preprocessed_digest(result) == meta["preprocessed"][0]["sha256"]  # the network input, bit for bit
+    assert result.output.dtype == np.int32 and list(result.output.shape) == meta["output_shape"]
+    assert np.array_equal(result.affine, np.asarray(meta["output_affine"]))
+    differing = int(np.count_nonzero(result.output != reference["labels"]))
+    assert differing == 0, f"{differing} voxels differ from NiftyNet's"
+
+
+@pytest.mark.parametrize("name", ["unet3d_t1t2_prob", "dense_vnet_resize_prob"])
+def test_probabilities_within_1e5_of_niftynets_own_application(tmp_path, name):
+    meta, reference, config = oracle_case(name, tmp_path)
+    images = sorted((tmp_path / "data").iterdir())
+    result = run_segmentation(images, config=config, weights=oracle_weights(meta), device="cpu",
+                              network_options=meta["network_attrs"])
+    assert preprocessed_digest(result) == meta["preprocessed"][0]["sha256"]
+    assert result.output.dtype == np.float32 and list(result.output.shape) == meta["output_shape"]
+    lo, hi = meta["slab"] or (0, result.output.shape[2])
+    diff = float(np.max(np.abs(result.output[:, :, lo:hi] - reference["probabilities"])))
+    assert diff <= 1e-5, f"max |p - NiftyNet's p| = {diff:.3g}"
+
+
+def test_batch_run_names_and_lists_outputs_as_niftynet(capsys, tmp_path):
+    from niftyport.weights import save_safetensors
+    from niftyport import networks
+
+    meta, reference, config = oracle_case("dense_vnet_resize_labels", tmp_path)
+    model = networks.load("dense_vnet", oracle_weights(meta), num_classes=9)
+    weights = save_safetensors(model.state_dict(), tmp_path / "dense_vnet.safetensors")
+    status, _, err = run(capsys, "segment", "--config", config, "--weights", weights, "-q", "--device", "cpu")
+    assert status == 0, err
+    out = tmp_path / "output" / meta["output_file"]
+    with open(tmp_path / "output" / "inferred.csv", newline="") as f:
+        assert list(csv.reader(f)) == [[meta["subject"], str(out)]]
+    img = nib.load(out)
+    assert img.get_data_dtype() == np.int32 and np.array_equal(np.asarray(img.dataobj), reference["labels"])
+
+
+def test_control_the_resize_reference_tells_interpolation_orders_apart(tmp_path):
+    # the same run with the ct section's interp_order 0 instead of 1 must not match NiftyNet's labels
+    meta, reference, config = oracle_case("dense_vnet_resize_labels", tmp_path)
+    changed = load_config(config).replace(image={"interp_order": 0})
+    result = run_segmentation(sorted((tmp_path / "data").iterdir()), config=changed, weights=oracle_weights(meta),
+                              device="cpu")
+    assert np.count_nonzero(result.output != reference["labels"]) > 1000
