@@ -412,7 +412,7 @@ def preprocessed_digest(result) -> str:
     return hashlib.sha256(np.ascontiguousarray(result.preprocessed.whitened).tobytes()).hexdigest()
 
 
-@pytest.mark.parametrize("name", ["unet3d_t1t2_labels", "dense_vnet_resize_labels"])
+@pytest.mark.parametrize("name", ["unet3d_t1t2_labels", "dense_vnet_resize_labels", "dense_vnet_zoo144_labels"])
 def test_labels_equal_niftynets_own_application(tmp_path, name):
     meta, reference, config = oracle_case(name, tmp_path)
     images = sorted((tmp_path / "data").iterdir())  # T1 before T2: the config's order
@@ -425,7 +425,7 @@ def test_labels_equal_niftynets_own_application(tmp_path, name):
     assert differing == 0, f"{differing} voxels differ from NiftyNet's"
 
 
-@pytest.mark.parametrize("name", ["unet3d_t1t2_prob", "dense_vnet_resize_prob"])
+@pytest.mark.parametrize("name", ["unet3d_t1t2_prob", "dense_vnet_resize_prob", "dense_vnet_zoo144_prob"])
 def test_probabilities_within_1e5_of_niftynets_own_application(tmp_path, name):
     meta, reference, config = oracle_case(name, tmp_path)
     images = sorted((tmp_path / "data").iterdir())

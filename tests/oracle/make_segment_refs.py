@@ -111,7 +111,7 @@ label_normalisation = False
 DENSE_VNET_CONFIG = """[ct]
 path_to_search = {data}
 filename_contains = _ct
-spatial_window_size = (48, 48, 48)
+spatial_window_size = ({window}, {window}, {window})
 interp_order = 1
 axcodes = (A, R, S)
 
@@ -159,14 +159,23 @@ CASES = {
         what="as unet3d_t1t2_labels with a mean_plus 'or' mask, output_prob = True and output_interp_order 1"),
     "dense_vnet_resize_labels": dict(
         network="dense_vnet", template=DENSE_VNET_CONFIG, inputs={"case1_ct": TINY},
-        values=dict(padding=0, border="(0, 0, 0)", output_prob="False"), attrs={}, slab=None,
+        values=dict(window=48, padding=0, border="(0, 0, 0)", output_prob="False"), attrs={}, slab=None,
         what="the model zoo's dense_vnet_abdominal_ct settings at a 48^3 window: resize sampler, ARS axcodes, "
              "interp_order 1, no volume padding, border 0, output_interp_order 0, 9 classes; labels"),
     "dense_vnet_resize_prob": dict(
         network="dense_vnet", template=DENSE_VNET_CONFIG, inputs={"case1_ct": TINY},
-        values=dict(padding=2, border="(2, 2, 2)", output_prob="True"), attrs={}, slab=(10, 14),
+        values=dict(window=48, padding=2, border="(2, 2, 2)", output_prob="True"), attrs={}, slab=(10, 14),
         what="as dense_vnet_resize_labels with volume padding 2 and border 2 (the aggregator's edge padding), "
              "output_prob = True (probabilities of the slab z = 10..13 kept)"),
+    "dense_vnet_zoo144_labels": dict(
+        network="dense_vnet", template=DENSE_VNET_CONFIG, inputs={"case1_ct": TINY},
+        values=dict(window=144, padding=0, border="(0, 0, 0)", output_prob="False"), attrs={}, slab=None,
+        what="the model zoo's dense_vnet_abdominal_ct settings with its 144^3 window; labels"),
+    "dense_vnet_zoo144_prob": dict(
+        network="dense_vnet", template=DENSE_VNET_CONFIG, inputs={"case1_ct": TINY},
+        values=dict(window=144, padding=0, border="(0, 0, 0)", output_prob="True"), attrs={}, slab=(12, 14),
+        what="the model zoo's dense_vnet_abdominal_ct settings with its 144^3 window; output_prob = True "
+             "(probabilities of the slab z = 12, 13 kept)"),
 }
 
 
