@@ -300,6 +300,23 @@ def test_parcellation_keeps_to_one_modality(tmp_path):
 
 
 
+
+@pytest.mark.parametrize("lines,fragment", [
+    ("", "has no line 'label_label-from'"),
+    ("label_label-from 0 5\nlabel_label-to 0 1 2\n", "label_label-from has 2 values, label_label-to 3"),
+    ("label_label-from 0 5\nlabel_label-to 0 1\n", "2 labels in the mapping but num_classes = 3"),
+])
+def test_label_normalisation_needs_the_mapping_niftynet_trained(tmp_path, lines, fragment):
+    from niftyport.segmentation.label_mapping import grid_label_mapping
+
+    (tmp_path / "landmarks.txt").write_text("T1 " + " ".join(str(v) for v in range(13)) + "\n" + lines)
+    config = load_config(write_config(tmp_path, extra_network=f"histogram_ref_file = {tmp_path / 'landmarks.txt'}",
+                                      extra_segmentation="label_normalisation = True"))
+    with pytest.raises(ConfigError, match=fragment):
+        grid_label_mapping(config)
+    assert grid_label_mapping(config.replace(output_prob=True)) is None  # NiftyNet maps labels only
+
+
 # --- the resize sampler and aggregator ------------------------------------------------------------
 
 def corner_aligned(n: int, m: int, order: int) -> np.ndarray:
@@ -412,7 +429,8 @@ def preprocessed_digest(result) -> str:
     return hashlib.sha256(np.ascontiguousarray(result.preprocessed.whitened).tobytes()).hexdigest()
 
 
-@pytest.mark.parametrize("name", ["unet3d_t1t2_labels", "dense_vnet_resize_labels", "dense_vnet_zoo144_labels"])
+@pytest.mark.parametrize("name", ["unet3d_t1t2_labels", "dense_vnet_resize_labels", "dense_vnet_zoo144_labels",
+                                  "dense_vnet_grid_label_map", "dense_vnet_resize_label_map"])
 def test_labels_equal_niftynets_own_application(tmp_path, name):
     meta, reference, config = oracle_case(name, tmp_path)
     images = sorted((tmp_path / "data").iterdir())  # T1 before T2: the config's order

@@ -142,6 +142,45 @@ output_prob = {output_prob}
 label_normalisation = False
 """
 
+LABELS_CONFIG = """[ct]
+path_to_search = {data}
+filename_contains = _ct
+spatial_window_size = (48, 48, 48)
+interp_order = 1
+axcodes = (A, R, S)
+
+[SYSTEM]
+cuda_devices = ""
+num_threads = 2
+num_gpus = 1
+model_dir = {model_dir}
+
+[NETWORK]
+name = dense_vnet
+batch_size = 3
+volume_padding_size = 12
+window_sampling = {sampling}
+whitening = True
+normalise_foreground_only = True
+foreground_type = mean_plus
+histogram_ref_file = {model_dir}/landmarks.txt
+
+[INFERENCE]
+border = (4, 4, 4)
+inference_iter = 1
+save_seg_dir = {model_dir}/output
+output_interp_order = 0
+
+[SEGMENTATION]
+image = ct
+num_classes = 9
+output_prob = False
+label_normalisation = True
+"""
+
+#: The label mapping NiftyNet keeps beside the landmarks (the user's label values, the network's indices).
+LABEL_MAPPING = {"label_label-from": [0, 1, 2, 4, 7, 11, 16, 22, 29], "label_label-to": list(range(9))}
+
 #: case -> what it runs. ``slab``: the z range of the probabilities kept (None: all).
 CASES = {
     "unet3d_t1t2_labels": dict(
@@ -176,6 +215,17 @@ CASES = {
         values=dict(window=144, padding=0, border="(0, 0, 0)", output_prob="True"), attrs={}, slab=(12, 14),
         what="the model zoo's dense_vnet_abdominal_ct settings with its 144^3 window; output_prob = True "
              "(probabilities of the slab z = 12, 13 kept)"),
+    "dense_vnet_grid_label_map": dict(
+        network="dense_vnet", template=LABELS_CONFIG, inputs={"case1_ct": TINY}, extra_landmarks=LABEL_MAPPING,
+        values=dict(sampling="uniform"), attrs={}, slab=None,
+        what="DenseVNet through the grid sampler (48^3 windows, border 4, volume padding 12, batches of 3), "
+             "whitening over a mean_plus mask, label_normalisation = True: labels mapped back to the values "
+             "of histogram_ref_file's label_label-from line"),
+    "dense_vnet_resize_label_map": dict(
+        network="dense_vnet", template=LABELS_CONFIG, inputs={"case1_ct": TINY}, extra_landmarks=LABEL_MAPPING,
+        values=dict(sampling="resize"), attrs={}, slab=None,
+        what="as dense_vnet_grid_label_map with the resize sampler: NiftyNet's resize aggregator does not map "
+             "the labels back (the written labels are the network's indices)"),
 }
 
 
@@ -298,7 +348,8 @@ def make(name: str) -> None:
         work = Path(tmp)
         inputs = write_inputs(case, work / "data")
         build_checkpoint(case["network"], work)
-        (work / "landmarks.txt").write_text("".join(f"{k} {' '.join(map(str, v))}\n" for k, v in LANDMARKS.items()))
+        landmarks = {**LANDMARKS, **case.get("extra_landmarks", {})}
+        (work / "landmarks.txt").write_text("".join(f"{k} {' '.join(map(str, v))}\n" for k, v in landmarks.items()))
         config = work / "config.ini"
         config.write_text(case["template"].format(data=work / "data", model_dir=work, **case["values"]))
         record = work / "record.jsonl"
@@ -312,7 +363,7 @@ def make(name: str) -> None:
         meta = {
             "case": name, "what": case["what"], "network_ref": case["network"], "network_attrs": case["attrs"],
             "config_template": case["template"], "config_values": case["values"],
-            "landmarks": LANDMARKS, "inputs": inputs, "subject": subject, "output_file": os.path.basename(path),
+            "landmarks": landmarks, "inputs": inputs, "subject": subject, "output_file": os.path.basename(path),
             "output_shape": list(output.shape), "output_dtype": str(output.dtype),
             "output_affine": img.affine.tolist(),
             "preprocessed": [json.loads(line) for line in record.read_text().splitlines()],
