@@ -20,7 +20,7 @@ from niftyport.config import load_config
 from niftyport.errors import ConfigError, ImageError, OptionError
 from niftyport.inference.aggregation import GridAggregator, output_offset
 from niftyport.inference.windows import post_process, run_windows
-from niftyport.segmentation.segment import run_segmentation
+from niftyport.segmentation.application import run_segmentation
 
 
 class OneHot(torch.nn.Module):
@@ -196,6 +196,7 @@ def test_batch_run_names_outputs_as_niftynet_and_lists_them(capsys, tmp_path, to
     (dict(extra_network="window_sampling = patch"), "no inference sampler"),
     (dict(network="unet"), "spatial_window_size (8, 8, 8)"),
     (dict(sections={"T1": ""}), "no spatial_window_size"),
+    (dict(sections={"T1": "spatial_window_size = (8, 8, 8)\ncsv_data_file = x.csv\n"}), "[T1] csv_data_file"),
 ])
 def test_configs_niftynet_cannot_run_are_refused_with_one_line(capsys, tmp_path, change, fragment):
     scan = write_scan(tmp_path / "ct.nii.gz", np.ones((9, 9, 9)))
@@ -371,7 +372,7 @@ def test_resize_aggregator_pads_the_edges_by_the_border_then_zooms_back():
 
 
 def test_resize_sampler_ignores_the_inference_window_and_uses_the_first_sections_interp_order(tmp_path):
-    from niftyport.segmentation.segment import inference_window
+    from niftyport.segmentation.application import inference_window
 
     config = load_config(write_config(tmp_path, extra_network="window_sampling = resize",
                                       extra_inference="spatial_window_size = (16, 16, 16)"))

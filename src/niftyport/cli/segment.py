@@ -47,7 +47,7 @@ def segment_command(images, config_path, weights, output, niftynet_home, force, 
     from pathlib import Path
 
     from ..outputs import check_outputs
-    from ..segmentation.segment import resolve_segment_config
+    from ..segmentation.application import resolve_segment_config
 
     _setup_logging(quiet)
     cfg = resolve_segment_config(config_path, niftynet_home=niftynet_home)
@@ -61,7 +61,7 @@ def segment_command(images, config_path, weights, output, niftynet_home, force, 
         click.echo(f"wrote {len(written)} output(s) and inferred.csv into {written[0].parent}")
         return
     from ..image_io import save_image
-    from ..segmentation.segment import run_segmentation
+    from ..segmentation.application import run_segmentation
 
     out = Path(output or _output_path_for(images[0]))
     inputs = [Path(p) for p in images]

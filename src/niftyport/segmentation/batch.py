@@ -82,12 +82,12 @@ def segment_subjects(config: Config, *, weights=None, model=None, device="auto",
     and ``inferred.csv`` lists ``subject,path`` in subject order. Existing
     outputs are refused unless ``force`` (NiftyNet overwrites them); an
     output is never written over an input. The network is loaded once
-    (``network_options``: see :func:`~niftyport.segmentation.segment.load_network`).
-    ``options``: those of :func:`~niftyport.segmentation.segment.run_segmentation`.
+    (``network_options``: see :func:`~niftyport.segmentation.application.load_network`).
+    ``options``: those of :func:`~niftyport.segmentation.application.run_segmentation`.
     """
     from ..image_io import save_image
     from ..outputs import check_outputs
-    from .segment import check_config, load_network, run_segmentation
+    from .application import check_config, load_network, run_segmentation
     from .subjects import config_subjects
 
     config = check_config(config)

@@ -93,7 +93,8 @@ def check_config(config: Config) -> Config:
 
     Checks: the network is registered and 3-D, ``window_sampling`` has an
     inference sampler (``patch`` has none in NiftyNet's segmentation
-    application), and the window the sampler uses is set and fits the network.
+    application), no image section has a ``csv_data_file``, and the window the
+    sampler uses is set and fits the network.
     """
     from .. import networks
 
@@ -112,6 +113,10 @@ def check_config(config: Config) -> Config:
     if sampling not in INFERENCE_SAMPLERS:
         raise ConfigError(f"{source}: [NETWORK] window_sampling = {sampling!r}: NiftyNet's segmentation "
                           f"application has no inference sampler for it (use one of {', '.join(INFERENCE_SAMPLERS)})")
+    for section in config.images:
+        if section.csv_data_file:
+            raise ConfigError(f"{source}: [{section.name}] csv_data_file: NiftyNet's partitioner skips a section "
+                              "holding one, so an image section cannot; list its scans with csv_file")
     window = inference_window(config)
     if not window:
         where = "the last image section" if sampling == "resize" else "[INFERENCE] or the last image section"
