@@ -103,6 +103,37 @@ def test_post_process_takes_the_first_of_tied_classes():
     assert post_process(tied, "labels").ravel().tolist() == [0]
 
 
+
+def test_highres3dnet_labels_take_the_fast_engine_with_the_window_loops_labels():
+    # segment() sends HighRes3DNet's labels to parcellate's engine: same labels as the plain loop
+    from niftyport import networks
+    from niftyport.inference.engines import run_mode
+
+    torch.manual_seed(1)
+    model = networks.build("highres3dnet", num_classes=5, in_channels=2)
+    volume = np.random.default_rng(8).standard_normal((28, 24, 20, 2)).astype(np.float32)
+    window = dict(window=(16, 16, 16), border=(2, 2, 2), batch_size=2)
+    fast = run_mode("niftynet", model, volume, device="cpu", **window)
+    assert np.array_equal(fast, run_windows(model, volume, **window))
+
+
+def test_regression_prelu_highres3dnet_is_not_run_with_the_relu_engine():
+    # the region engine applies ReLU after every batch norm: a PReLU HighRes3DNet must take the plain
+    # loop (it gave 3987 other labels of 13440 before)
+    from niftyport import networks
+    from niftyport.inference.engines import run_mode
+
+    torch.manual_seed(1)
+    model = networks.build("highres3dnet", num_classes=5, acti_func="prelu")
+    for name, p in model.named_parameters():
+        if "alpha" in name:
+            torch.nn.init.uniform_(p, 0.5, 0.9)
+    volume = np.random.default_rng(8).standard_normal((28, 24, 20, 1)).astype(np.float32)
+    window = dict(window=(16, 16, 16), border=(2, 2, 2), batch_size=2)
+    assert np.array_equal(run_mode("niftynet", model, volume, device="cpu", **window),
+                          run_windows(model, volume, **window))
+
+
 # --- configs and pipelines ------------------------------------------------------------------------
 
 def write_scan(path, data, affine=None):

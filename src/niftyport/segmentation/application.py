@@ -220,11 +220,10 @@ def load_network(config: Config, weights, *, in_channels: int, device: torch.dev
 
 
 def _uses_fast_grid(model: torch.nn.Module, config: Config) -> bool:
-    """HighRes3DNet labels take the exact fast engine (:func:`~niftyport.inference.engines.segment_grid`)."""
-    from ..network import HighRes3DNet
+    """HighRes3DNet's (ReLU) labels take the exact fast engine (:func:`~niftyport.inference.engines.segment_grid`)."""
+    from ..inference.engines import _is_highres
 
-    return (isinstance(model, HighRes3DNet) and not config.segmentation.output_prob
-            and config.inference.fill_constant == 0.0)
+    return _is_highres(model) and not config.segmentation.output_prob and config.inference.fill_constant == 0.0
 
 
 def network_output(model: torch.nn.Module, volume: np.ndarray, config: Config, first: Loaded, *,
