@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+#: Scripts run with the oracle's Python (TensorFlow) to make the references; never collected.
+collect_ignore = ["oracle"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NIFTYPORT_SHARED", REPO.parent / "shared"))
 MODELS = SHARED / "models"

@@ -102,7 +102,8 @@ def load_ref(key: str) -> NetworkRef:
 
 
 def ref_keys() -> list[str]:
-    return sorted(p.name for p in REFS.iterdir() if (p / "meta.json").is_file()) if REFS.is_dir() else []
+    """Keys of the oracle's NiftyNet network references (folders with the variable listing)."""
+    return sorted(p.name for p in REFS.iterdir() if (p / "variables.csv").is_file()) if REFS.is_dir() else []
 
 
 def _whiten(a: np.ndarray) -> np.ndarray:

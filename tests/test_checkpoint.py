@@ -32,7 +32,7 @@ def test_variables_match_tensorflows_listing(checkpoint_prefix, tf_listing):
     assert [v.name for v in ckpt.variables] == sorted(expected)  # byte-wise order, as TensorFlow stores them
     for v in ckpt.variables:
         shape, dtype, kind = expected[v.name]
-        assert (v.shape, v.dtype.name, v.kind) == (shape, dtype, kind), v.name
+        assert (v.shape, v.dtype_name, v.kind) == (shape, dtype, kind), v.name
         assert v.kept == (kind == "model")
         assert v.reason
 
@@ -101,9 +101,9 @@ def test_state_file_with_an_absolute_path(checkpoint_prefix, tmp_path):
 
 
 def test_folder_without_checkpoint_is_an_error(tmp_path):
-    with pytest.raises(CheckpointError, match="has no 'checkpoint' file"):
+    with pytest.raises(CheckpointError, match="folder without a 'checkpoint' file"):
         resolve_prefix(tmp_path)
-    with pytest.raises(CheckpointError, match=r"no TensorFlow checkpoint at .*model\.ckpt-1\.index not found"):
+    with pytest.raises(CheckpointError, match=r"model\.ckpt-1: no TensorFlow checkpoint there .*model\.ckpt-1\.index not found"):
         resolve_prefix(tmp_path / "model.ckpt-1")
 
 
@@ -126,14 +126,14 @@ def test_truncated_data_file_is_detected_on_open(checkpoint_prefix, tmp_path):
     prefix = copy_checkpoint(checkpoint_prefix, tmp_path)
     data = prefix.with_name(prefix.name + ".data-00000-of-00001")
     data.write_bytes(data.read_bytes()[:-100])
-    with pytest.raises(CheckpointError, match=r"data-00000-of-00001 is truncated: \d+ bytes, but variable"):
+    with pytest.raises(CheckpointError, match=r"data-00000-of-00001: truncated: \d+ bytes, but variable"):
         read_checkpoint(prefix)
 
 
 def test_missing_data_file(checkpoint_prefix, tmp_path):
     prefix = copy_checkpoint(checkpoint_prefix, tmp_path)
     prefix.with_name(prefix.name + ".data-00000-of-00001").unlink()
-    with pytest.raises(CheckpointError, match="data-00000-of-00001 not found"):
+    with pytest.raises(CheckpointError, match="data-00000-of-00001: checkpoint data file not found"):
         read_checkpoint(prefix)
 
 

@@ -139,7 +139,7 @@ def test_corrupt_index_block(capsys, ckpt_copy, tmp_path):
     raw[100] ^= 0x01  # inside the data block
     index.write_bytes(bytes(raw))
     status, _, err = run(capsys, "convert", ckpt_copy, "-o", tmp_path / "o.safetensors")
-    assert_one_line_error(status, err, "is corrupt: crc32c mismatch in block at byte 0")
+    assert_one_line_error(status, err, ".index: corrupt: crc32c mismatch in block at byte 0")
     assert not (tmp_path / "o.safetensors").exists()
 
 
@@ -154,7 +154,7 @@ def test_truncated_data(capsys, ckpt_copy, tmp_path):
     data = ckpt_copy.with_name(ckpt_copy.name + ".data-00000-of-00001")
     data.write_bytes(data.read_bytes()[:4096])
     status, _, err = run(capsys, "convert", ckpt_copy, "-o", tmp_path / "o.safetensors")
-    assert_one_line_error(status, err, "data-00000-of-00001 is truncated")
+    assert_one_line_error(status, err, "data-00000-of-00001: truncated")
 
 
 def test_wrong_tensor_crc(capsys, ckpt_copy, tmp_path):
@@ -190,7 +190,7 @@ def test_wrong_shape(capsys, checkpoint_prefix, tmp_path):
 
 def test_not_a_checkpoint(capsys, tmp_path):
     status, _, err = run(capsys, "variables", tmp_path / "model.ckpt-5")
-    assert_one_line_error(status, err, "no TensorFlow checkpoint at")
+    assert_one_line_error(status, err, "model.ckpt-5: no TensorFlow checkpoint there")
 
 
 # --------------------------------------------------------------------------- a user's own model via a rules file

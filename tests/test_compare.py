@@ -148,7 +148,7 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     cases = [
         ([a, bigger], "are on different grids: shape (2, 2, 2) vs (2, 2, 3)"),
         ([a, moved], "affines differ by up to 5 mm"),
-        ([a, str(tmp_path / "missing.nii.gz")], "missing.nii.gz: file not found"),
+        ([a, str(tmp_path / "missing.nii.gz")], "missing.nii.gz: no such file"),
         ([a, intensities], "non-integer value 0.5"),
         ([a, a, "--tolerance", "-3"], "--tolerance: expected a voxel count"),
         ([a, a, "--labels", str(tmp_path / "none.ctbl")], "none.ctbl: file not found"),

@@ -55,3 +55,25 @@ def test_existing_output_needs_force(tmp_path):
     with pytest.raises(NiftyportError, match="use --force"):
         check_outputs([out], [], force=False)
     check_outputs([out], [], force=True)
+
+
+def test_a_writer_that_replaces_the_temporary_file_still_gives_usual_permissions(tmp_path):
+    """As safetensors does: the writer puts its own (0600) file where the temporary one was."""
+    target = tmp_path / "w.safetensors"
+    old = os.umask(0o022)
+    try:
+        with atomic_output(target) as tmp:
+            own = tmp_path / "writer-own"
+            own.write_bytes(b"data")
+            own.chmod(0o600)
+            os.replace(own, tmp)
+    finally:
+        os.umask(old)
+    assert target.read_bytes() == b"data" and target.stat().st_mode & 0o777 == 0o644
+
+
+def test_temporary_files_keep_the_extension_before_a_compression_suffix(tmp_path):
+    for name, suffix in (("a.nii.gz", ".nii.gz"), ("b.img.gz", ".img.gz"), ("c.mgz", ".mgz"), ("d.tar.gz", ".tar.gz")):
+        with atomic_output(tmp_path / name) as tmp:
+            assert tmp.name.endswith(suffix), tmp.name
+            tmp.write_bytes(b"")

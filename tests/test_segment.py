@@ -183,6 +183,9 @@ def test_segment_writes_labels_next_to_the_input_and_refuses_to_overwrite(capsys
     one_line_error(status, err, str(written), "use --force")
     status, _, err = run(capsys, "segment", scan, "--config", config, "-o", scan, "--weights", toynet_weights)
     one_line_error(status, err, "is the input file")
+    status, _, err = run(capsys, "segment", scan, "--config", config, "-o", tmp_path / "s.mgz", "--weights",
+                         toynet_weights)
+    one_line_error(status, err, "written as NIfTI")
     assert scan.read_bytes() == before
 
 

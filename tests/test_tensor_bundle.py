@@ -91,7 +91,7 @@ def test_multi_block_table_round_trips():
     footer = raw[-tb.FOOTER_SIZE:]
     _, _, pos = tb._decode_handle(footer)
     index_offset, index_size, _ = tb._decode_handle(footer, pos)
-    index = tb._parse_block(memoryview(raw)[index_offset:index_offset + index_size], "index")
+    index = tb._parse_block(memoryview(raw)[index_offset:index_offset + index_size], "x.index", "index block")
     assert len(index) > 10  # many data blocks
     assert tb.decode_table(raw) == items
 
@@ -108,7 +108,7 @@ def _first_block(raw):
     footer = raw[-tb.FOOTER_SIZE:]
     _, _, pos = tb._decode_handle(footer)
     index_offset, index_size, _ = tb._decode_handle(footer, pos)
-    (_, handle), = tb._parse_block(memoryview(raw)[index_offset:index_offset + index_size], "index")
+    (_, handle), = tb._parse_block(memoryview(raw)[index_offset:index_offset + index_size], "x.index", "index block")
     offset, size, _ = tb._decode_handle(handle)
     return offset, size
 
@@ -126,7 +126,7 @@ def test_corrupt_block_fails_its_checksum():
     raw = bytearray(tb.encode_table(_many_items(20)))
     offset, size = _first_block(bytes(raw))
     raw[offset + 5] ^= 0x01
-    with pytest.raises(CheckpointError, match=r"x\.index is corrupt: crc32c mismatch in block at byte 0"):
+    with pytest.raises(CheckpointError, match=r"x\.index: corrupt: crc32c mismatch in block at byte 0"):
         tb.decode_table(bytes(raw), source="x.index")
 
 
@@ -197,12 +197,18 @@ def test_entry_size_must_match_shape_and_dtype():
 
 
 def test_unsupported_dtype_is_named():
-    with pytest.raises(CheckpointError, match="bfloat16"):
-        tb.numpy_dtype(14, name="w")
+    with pytest.raises(CheckpointError, match="variant"):
+        tb.numpy_dtype(21, name="w")
+    entry = tb.BundleEntry(dtype=21, shape=(3,), size=50)
+    assert tb.unreadable_reason(entry).startswith("TensorFlow dtype variant (")
+    assert tb.check_entry(entry, name="w", num_shards=1, source="x") is None
+    with pytest.raises(CheckpointError, match="x: variable 'w' cannot be read: TensorFlow dtype variant"):
+        tb.decode_tensor(b"\0" * 50, entry, name="w", source="x")
 
 
 def test_sliced_variables_are_listed_but_not_read():
     entry = tb.BundleEntry(dtype=1, shape=(4,), sliced=True)
-    assert tb.check_entry(entry, name="w", num_shards=1, source="x") == np.float32
+    assert tb.check_entry(entry, name="w", num_shards=1, source="x") is None
+    assert "partitioned" in tb.unreadable_reason(entry)
     with pytest.raises(CheckpointError, match="partitioned"):
         tb.decode_tensor(b"", entry, name="w")

@@ -97,7 +97,7 @@ def test_load_label_image_reads_voxel_size(tmp_path):
     loaded = load_label_image(tmp_path / "l.nii.gz")
     assert loaded.voxel_mm3 == 1.5 and loaded.data.shape == (4, 5, 6)
     (tmp_path / "x.nii.gz").write_bytes(b"not a nifti")
-    with pytest.raises(ImageError, match="x.nii.gz: not a readable NIfTI image"):
+    with pytest.raises(ImageError, match="x.nii.gz: not an image nibabel can read"):
         load_label_image(tmp_path / "x.nii.gz")
 
 

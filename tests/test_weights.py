@@ -213,19 +213,19 @@ def test_load_niftynet_weights_into_a_model(checkpoint_prefix):
 def test_pickled_code_is_never_loaded(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"conv_0.conv.weight": torch.zeros(1), "extra": np.dtype}, path)  # not a plain state_dict
-    with pytest.raises(WeightsError, match=r"weights_only=True"):
+    with pytest.raises(WeightsError, match=r"evil\.pth: it holds pickled code or objects, which are never run"):
         load_state_dict(path)
 
 
 def test_unknown_format_and_wrong_contents(tmp_path):
     (tmp_path / "w.npz").write_bytes(b"")
-    with pytest.raises(WeightsError, match="unknown weights format '.npz'"):
+    with pytest.raises(WeightsError, match=r"w\.npz: unknown weights format '\.npz'"):
         load_state_dict(tmp_path / "w.npz")
     (tmp_path / "w.safetensors").write_bytes(b"garbage")
-    with pytest.raises(WeightsError, match="cannot read .*w.safetensors as safetensors"):
+    with pytest.raises(WeightsError, match=r"w\.safetensors: not a readable safetensors file"):
         load_state_dict(tmp_path / "w.safetensors")
     torch.save([torch.zeros(1)], tmp_path / "list.pth")
-    with pytest.raises(WeightsError, match="does not hold a state_dict"):
+    with pytest.raises(WeightsError, match=r"list\.pth: holds no state_dict"):
         load_state_dict(tmp_path / "list.pth")
 
 
@@ -238,7 +238,7 @@ def test_export_writes_what_niftynet_restores(third_party_pth, checkpoint_prefix
     wanted = {name: (shape, dtype) for name, (shape, dtype, kind) in listing.items()
               if kind in ("model", "biased", "local_step", "global_step")}
     ckpt = read_checkpoint(prefix)
-    assert {v.name: (v.shape, v.dtype.name) for v in ckpt.variables} == wanted
+    assert {v.name: (v.shape, v.dtype_name) for v in ckpt.variables} == wanted
     original = read_checkpoint(checkpoint_prefix).model_tensors()
     for name, value in ckpt.model_tensors().items():
         assert value.tobytes() == original[name].tobytes(), name

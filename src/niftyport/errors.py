@@ -49,3 +49,11 @@ class NetworkError(NiftyportError):
 
 class InputShapeError(NiftyportError):
     """An input whose spatial size the network cannot take (NiftyNet's size rules)."""
+
+
+class CohortError(NiftyportError):
+    """A cohort's inputs or outputs are invalid: a BIDS dataset, a scan list, a derivatives folder, a cluster."""
+
+
+class TrainingError(NiftyportError):
+    """A training setting (optimiser, loss, restore or freeze pattern, starting checkpoint) cannot be used."""

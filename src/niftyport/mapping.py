@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 import numpy as np
 
 from .errors import MappingError
+from .tensors import to_numpy, to_torch
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -223,12 +224,6 @@ def expected_shapes(expected: Expected) -> dict[str, Shape]:
     return {key: tuple(int(n) for n in shape) for key, shape in expected.items()}
 
 
-def _as_numpy(value: Any) -> np.ndarray:
-    if hasattr(value, "detach"):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
 def _listing(texts: Sequence[str], limit: int = 8) -> str:
     """The first ``limit`` texts joined on one line, then how many more."""
     return ", ".join(texts[:limit]) + (f", ... ({len(texts) - limit} more)" if len(texts) > limit else "")
@@ -257,7 +252,7 @@ def map_tensors(tensors: Mapping[str, Any], rules: RuleSet, *,
         rule, key = hit
         if key in producer:
             raise MappingError(f"{rules.name}: key {key!r} produced twice, from {producer[key]!r} and {name!r}")
-        array = _as_numpy(tensors[name])
+        array = to_numpy(tensors[name])
         shape = transformed_shape(array.shape, rule.transform)
         if shape is None:
             raise MappingError(f"variable {name!r} has shape {tuple(array.shape)}, which transform "
@@ -291,12 +286,10 @@ def convert_state_dict(tensors: Mapping[str, Any], rules: RuleSet, *,
                        expected: Expected | None = None) -> "dict[str, torch.Tensor]":
     """A PyTorch ``state_dict`` from checkpoint ``tensors`` (see :func:`map_tensors` for the checks).
 
-    Tensors keep the source dtype and values bit for bit; kernels are
-    transposed into PyTorch's layout and made contiguous.
+    Tensors keep the source dtype (bfloat16 included) and values bit for
+    bit; kernels are transposed into PyTorch's layout and made contiguous.
     """
-    import torch
-
-    return {key: torch.from_numpy(array) for key, array in map_tensors(tensors, rules, expected=expected).items()}
+    return {key: to_torch(array) for key, array in map_tensors(tensors, rules, expected=expected).items()}
 
 
 def export_state_dict(state_dict: Mapping[str, Any], rules: RuleSet) -> dict[str, np.ndarray]:
@@ -357,25 +350,58 @@ def rules_from_dict(data: Mapping[str, Any], *, name: str = "rules") -> RuleSet:
                    ignore_target=tuple(lists["ignore_target"]), name=str(data.get("name", name)))
 
 
-def load_rules(path: str | os.PathLike) -> RuleSet:
-    """Read a rules file: ``.json``, or ``.toml`` (Python >= 3.11)."""
-    path = Path(path)
+#: Largest rules file read (bytes): a rules table is a few kB; more is not a rules file.
+MAX_RULES_FILE_BYTES = 16 * 2**20
+
+
+def _rules_text(path: Path) -> str:
+    """The UTF-8 text of a rules file; :class:`MappingError` naming it when it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if path.is_dir():
+            raise MappingError(f"{path}: a folder, not a rules file")
+        if size > MAX_RULES_FILE_BYTES:
+            raise MappingError(f"{path}: {size} bytes is too large for a rules file "
+                               f"(at most {MAX_RULES_FILE_BYTES})")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise MappingError(f"cannot read rules file {path}: {exc.strerror}") from None
+        raise MappingError(f"{path}: cannot read rules file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise MappingError(f"{path}: rules file is not UTF-8 text (byte {exc.start})") from None
+
+
+def _parse_rules_text(text: str, path: Path) -> Any:
+    """The table of a rules file's text: TOML for ``.toml`` (Python >= 3.11), else JSON."""
     if path.suffix.lower() == ".toml":
         try:
             import tomllib
         except ImportError:  # Python 3.10
-            raise MappingError(f"rules file {path}: TOML needs Python >= 3.11; use JSON") from None
+            raise MappingError(f"{path}: TOML rules need Python >= 3.11; use JSON") from None
         try:
-            data = tomllib.loads(text)
+            return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise MappingError(f"rules file {path} is not valid TOML: {exc}") from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise MappingError(f"rules file {path} is not valid JSON: {exc}") from None
-    return rules_from_dict(data, name=path.name)
+            raise MappingError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MappingError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise MappingError(f"{path}: not a rules file (JSON nested too deeply)") from None
+
+
+def load_rules(path: str | os.PathLike) -> RuleSet:
+    """Read a rules file: ``.json``, or ``.toml`` (Python >= 3.11).
+
+    Every problem -- unreadable file, invalid JSON/TOML, a bad rule, an
+    invalid regular expression -- raises :class:`MappingError` on one line
+    starting with the file's path.
+    """
+    path = Path(path)
+    data = _parse_rules_text(_rules_text(path), path)
+    try:
+        return rules_from_dict(data, name=path.name)
+    except MappingError as exc:
+        message = str(exc)
+        if message.startswith(f"{path.name}: "):
+            message = message[len(path.name) + 2:]
+        raise MappingError(f"{path}: {message}") from None

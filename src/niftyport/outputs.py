@@ -14,17 +14,25 @@ from pathlib import Path
 
 from .errors import NiftyportError
 
-#: Double extensions kept on temporary files, so that writers that choose a
-#: format by extension (nibabel) still see it.
-_DOUBLE_SUFFIXES = (".nii.gz", ".tar.gz")
+#: Compression extensions: a temporary file keeps the extension before them
+#: too (``.nii.gz``, ``.img.gz``), so that writers that choose a format by
+#: extension (nibabel) still see it.
+_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst")
 
 
 def _suffix(name: str) -> str:
-    """``'t1.nii.gz'`` -> ``'.nii.gz'``; ``'a.csv'`` -> ``'.csv'``."""
-    for suffix in _DOUBLE_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[-len(suffix):]
+    """``'t1.nii.gz'`` -> ``'.nii.gz'``; ``'a.csv'`` -> ``'.csv'``; ``'x.tar.gz'`` -> ``'.tar.gz'``."""
+    suffixes = Path(name).suffixes
+    if len(suffixes) >= 2 and suffixes[-1].lower() in _COMPRESSION_SUFFIXES:
+        return "".join(suffixes[-2:])
     return Path(name).suffix
+
+
+def _usual_mode() -> int:
+    """``0o666`` less the process's umask (``0o644`` under the usual umask 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 @contextmanager
@@ -34,7 +42,10 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     The temporary file has ``path``'s extension (``.nii.gz`` included). On
     error it is removed and ``path`` is left untouched. A read-only file or
     folder is never written into, even by a user (such as root) whom
-    permissions would not stop.
+    permissions would not stop. The file written gets the usual permissions
+    (``0o666`` less the umask), whatever the writer created: ``mkstemp``
+    makes ``0600`` files, and some writers (safetensors) replace the
+    temporary file with one of their own.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
@@ -46,11 +57,9 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=_suffix(path.name))
     os.close(fd)
     tmp = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
     try:
         yield tmp
+        os.chmod(tmp, _usual_mode())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -87,3 +96,21 @@ def check_outputs(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | o
                 raise NiftyportError(f"output {out} is the input file {src}; choose another output path")
         if not force and Path(out).exists():
             raise NiftyportError(f"output {out} exists; use --force to overwrite it")
+
+
+def stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Temporary files that :func:`atomic_output` left beside ``path`` (a process killed mid-write).
+
+    They are hidden (``.name.XXXXXXXX.ext``) and never replace ``path``;
+    call this only when no other process is writing ``path``.
+    """
+    import glob
+    import re
+
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}{re.escape(_suffix(path.name))}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(f".{glob.escape(path.name)}.*") if pattern.fullmatch(p.name))
+

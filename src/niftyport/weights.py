@@ -8,15 +8,20 @@ Sources :func:`load_state_dict` understands, told apart by their files and keys:
   :func:`resolve_weights` downloads.
 
 ``.pth`` files are always read with ``torch.load(weights_only=True)``: no
-pickled code runs.
+pickled code runs (a file that needs any is refused). bfloat16 tensors stay
+bfloat16 in every format (:mod:`niftyport.tensors`).
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+import pickle
 import re
+import struct
 import sys
+import warnings
+import zipfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -26,11 +31,13 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from .architecture import state_dict_shapes
-from .checkpoint import Checkpoint, is_checkpoint, read_checkpoint, write_checkpoint
+from .checkpoint import Checkpoint, is_checkpoint, read_checkpoint, resolve_prefix, write_checkpoint
 from .errors import WeightsError
 from .mapping import (HIGHRES3DNET_NIFTYNET_RULES, HIGHRES3DNET_THIRD_PARTY_RULES, Expected, Rule, RuleSet,
                       convert_state_dict, export_state_dict)
 from .outputs import atomic_output
+from .safetensors_io import read_safetensors, write_safetensors
+from .tensors import to_numpy, to_torch
 
 if TYPE_CHECKING:  # torch is imported where it is needed: reading a checkpoint into safetensors needs none
     import torch
@@ -175,40 +182,72 @@ def detect_rules(keys: Any) -> RuleSet:
     return NIFTYPORT_RULES
 
 
+#: What ``torch.load`` raises for a file that is not a plain ``state_dict`` (found by damaging
+#: real files byte by byte): the weights-only unpickler's refusals, zip, pickle and torch errors.
+_TORCH_LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, KeyError,
+                      IndexError, TypeError, AttributeError, AssertionError, OverflowError, struct.error,
+                      zipfile.BadZipFile)
+
+
+def _torch_load_problem(exc: BaseException) -> str:
+    """One line saying why ``torch.load(weights_only=True)`` refused a file."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:  # the weights-only unpickler names what the pickle wanted to run
+        detail = line.removeprefix("WeightsUnpickler error:").strip()
+        if detail.startswith(("Unsupported global", "Trying to load unsupported")):
+            return f"it holds pickled code or objects, which are never run ({detail})"
+        if detail.startswith("Unsupported operand"):
+            return f"not a torch.save file of tensors (pickle data the weights-only reader refuses: {detail})"
+    return f"not a torch.save file of tensors ({lines[0] if lines else type(exc).__name__})"
+
+
+def read_pth(path: str | os.PathLike) -> dict[str, Any]:
+    """``{name: torch tensor}`` of a ``torch.save`` file, read with ``torch.load(weights_only=True)``.
+
+    No pickled code ever runs: anything but tensors, containers and plain
+    values is refused (:class:`~niftyport.errors.WeightsError`), as is a file
+    that holds no ``{str: tensor}`` mapping.
+    """
+    import torch
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols; the error says enough
+            warnings.simplefilter("ignore")
+            tensors = torch.load(path, map_location="cpu", weights_only=True)
+    except _TORCH_LOAD_ERRORS as exc:
+        raise WeightsError(f"{path}: {_torch_load_problem(exc)}") from None
+    if not isinstance(tensors, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()):
+        raise WeightsError(f"{path}: holds no state_dict (a mapping of names to tensors)")
+    return dict(tensors)
+
+
 def read_tensors(source: str | os.PathLike) -> tuple[dict[str, Any], RuleSet]:
     """Raw tensors of a weights source, keyed as stored, and the rules that map them to niftyport keys.
 
-    A checkpoint or a ``.safetensors`` file gives numpy arrays; a ``.pth`` file torch tensors.
+    A checkpoint or a ``.safetensors`` file gives numpy arrays (bfloat16 as
+    :data:`~niftyport.tensors.BFLOAT16`); a ``.pth`` file torch tensors. A
+    checkpoint's model variables that cannot be read are left out
+    (:meth:`~niftyport.checkpoint.Checkpoint.unreadable_kept`). Raises
+    :class:`~niftyport.errors.WeightsError` (or ``CheckpointError``) naming
+    the file for a missing, empty, truncated or corrupt one.
     """
     path = Path(source)
     if is_checkpoint(path):
         return read_checkpoint(path).model_tensors(), HIGHRES3DNET_NIFTYNET_RULES
+    if path.is_dir():
+        resolve_prefix(path)  # raises why the folder holds no checkpoint
     if not path.is_file():
-        raise WeightsError(f"weights {path} not found")
+        raise WeightsError(f"{path}: weights file not found")
     suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
-        try:
-            tensors = load_file(path)
-        except (SafetensorError, ValueError) as exc:
-            raise WeightsError(f"cannot read {path} as safetensors: {exc}") from None
-    elif suffix in (".pth", ".pt", ".bin"):
-        import torch
-
-        try:
-            tensors = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickle, zip and torch errors alike: the file is not a state_dict
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise WeightsError(f"cannot read {path} with torch.load(weights_only=True): {first_line}") from None
-        if not isinstance(tensors, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()):
-            raise WeightsError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
-    else:
-        raise WeightsError(f"unknown weights format {path.suffix!r} for {path}: expected a TensorFlow "
+    if suffix not in (".safetensors", ".pth", ".pt", ".bin"):
+        raise WeightsError(f"{path}: unknown weights format {path.suffix!r}: expected a TensorFlow "
                            "checkpoint, .safetensors or .pth")
-    return dict(tensors), detect_rules(tensors)
+    if path.stat().st_size == 0:
+        raise WeightsError(f"{path}: empty file")
+    tensors = read_safetensors(path) if suffix == ".safetensors" else read_pth(path)
+    return tensors, detect_rules(tensors)
 
 
 def load_state_dict(source: str | os.PathLike, *, expected: Expected | None = None) -> dict[str, torch.Tensor]:
@@ -287,6 +326,8 @@ def load_network_state(model: torch.nn.Module, spec: NetworkSpec,
                        source: str | os.PathLike | Mapping[str, Any]) -> torch.nn.Module:
     """Load ``source`` (see :func:`network_tensors`) into ``model`` strictly; returns ``model`` in eval mode."""
     kwargs = {"acti_func": getattr(model, "acti_func", "relu")}
+    if hasattr(model, "spatial_dims"):  # 2-D variants of 3-D networks name their kernels alike
+        kwargs["spatial_dims"] = model.spatial_dims
     tensors, rules = network_tensors(spec, source, rule_kwargs=kwargs)
     return _load_into(model, convert_state_dict(tensors, rules, expected=model), rules).eval()
 
@@ -294,26 +335,22 @@ def load_network_state(model: torch.nn.Module, spec: NetworkSpec,
 # --------------------------------------------------------------------------- writing
 
 def _numpy_tensors(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Contiguous numpy copies of torch tensors or arrays (values and dtypes unchanged)."""
-    def as_numpy(value):
-        if hasattr(value, "detach"):  # a torch tensor
-            value = value.detach().cpu().numpy()
-        return np.ascontiguousarray(value).reshape(np.shape(value))  # ascontiguousarray makes 0-d arrays 1-d
-    return {key: as_numpy(value) for key, value in state_dict.items()}
+    """Contiguous numpy copies of torch tensors or arrays (values and dtypes unchanged, bfloat16 kept)."""
+    def contiguous(array: np.ndarray) -> np.ndarray:  # ascontiguousarray makes 0-d arrays 1-d: keep the shape
+        return np.ascontiguousarray(array).reshape(array.shape)
+    return {key: contiguous(to_numpy(value)) for key, value in state_dict.items()}
 
 
 def save_safetensors(state_dict: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Write ``state_dict`` (torch tensors or numpy arrays) to a ``.safetensors`` file (atomically).
 
     Returns its path. The file is the one ``safetensors.torch.save_file``
-    writes; no torch is needed to write it.
+    writes (bfloat16 as ``BF16``); no torch is needed to write it.
     """
-    from safetensors.numpy import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as tmp:
-        save_file(_numpy_tensors(state_dict), str(tmp), metadata={"format": "pt"})
+        write_safetensors(_numpy_tensors(state_dict), tmp, metadata={"format": "pt"})
     return path
 
 
@@ -323,7 +360,7 @@ def save_pth(state_dict: Mapping[str, Any], path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     import torch
 
-    tensors = {key: torch.from_numpy(array) for key, array in _numpy_tensors(state_dict).items()}
+    tensors = {key: to_torch(array) for key, array in _numpy_tensors(state_dict).items()}
     with atomic_output(path) as tmp:
         torch.save(tensors, tmp)
     return path

@@ -3,7 +3,6 @@ import pytest
 
 from network_refs import assert_matches_niftynet, load_ref, run_niftynet_layout
 from niftyport import networks
-from niftyport.mapping import map_tensors
 from niftyport.checkpoint.filter import classify
 
 KEYS = ["unet2d", "unet2d_prelu", "unet2d_offgrid"]
@@ -12,27 +11,6 @@ KEYS = ["unet2d", "unet2d_prelu", "unet2d_offgrid"]
 def model_variables(ref):
     """The reference's variables a checkpoint reader keeps (no batch-norm debias accumulators)."""
     return {k: v for k, v in ref.variables.items() if classify(k, v.shape).kept}
-
-
-@pytest.mark.parametrize("key", KEYS)
-@pytest.mark.parametrize("which", ["random", "smooth"])
-def test_forward_matches_niftynet(key, which):
-    ref = load_ref(key)
-    model = networks.load("unet_2d", ref.variables, **ref.constructor_kwargs, **ref.attributes)
-    assert_matches_niftynet(run_niftynet_layout(model, ref.input(which)), ref.outputs[which])
-
-
-@pytest.mark.parametrize("key", KEYS[:2])
-def test_registry_round_trip(key):
-    """The rules' targets are exactly the module's keys (strict both ways), and back to NiftyNet's names."""
-    ref = load_ref(key)
-    spec = networks.get("unet_2d")
-    model = networks.build("unet_2d", **ref.constructor_kwargs, **ref.attributes)
-    rules = spec.rules(spec.default_scope, acti_func=model.acti_func)
-    variables = model_variables(ref)
-    mapped = map_tensors(variables, rules, expected=model)
-    assert set(mapped) == {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
-    assert set(map_tensors(mapped, rules.reversed())) == set(variables)
 
 
 def test_default_widths_are_niftynets():

@@ -6,6 +6,10 @@
 
 Arrays come back exactly as TensorFlow stores them: same dtype, same bytes,
 TensorFlow's layout (a 3-D convolution kernel is ``(D, H, W, in, out)``);
+bfloat16 as :data:`niftyport.tensors.BFLOAT16` arrays (the raw bits, marked).
+A variable this reader cannot turn into an array (a partitioned variable, a
+dtype such as ``variant`` that numpy cannot hold) is listed with the reason
+(:attr:`VariableInfo.unreadable`) and leaves the others readable.
 :mod:`niftyport.mapping` turns them into a PyTorch ``state_dict``. The file
 format is decoded by :mod:`niftyport.checkpoint.bundle`; TensorFlow is never
 imported.
@@ -24,6 +28,7 @@ import numpy as np
 from . import bundle as tb
 from ..errors import CheckpointError
 from ..outputs import atomic_output
+from ..tensors import to_numpy
 from .filter import classify
 
 #: Name of TensorFlow's checkpoint state file in a model folder.
@@ -34,14 +39,26 @@ _STATE_LINE = re.compile(r'^\s*model_checkpoint_path\s*:\s*"((?:[^"\\]|\\.)*)"\s
 
 @dataclass(frozen=True)
 class VariableInfo:
-    """One checkpoint variable: name, shape, numpy dtype, whether it is a model weight and why."""
+    """One checkpoint variable: name, shape, dtype, whether it is a model weight and why.
+
+    ``dtype`` is the numpy dtype it reads as (None when it cannot be read);
+    ``dtype_name`` TensorFlow's name (``'float32'``, ``'bfloat16'``, ``'variant'``);
+    ``unreadable`` says why the variable cannot be read, ``''`` when it can.
+    """
 
     name: str
     shape: tuple[int, ...]
-    dtype: np.dtype
+    dtype: np.dtype | None
     kept: bool
     reason: str
     kind: str = "model"
+    dtype_name: str = ""
+    unreadable: str = ""
+    has_checksum: bool = True
+
+    @property
+    def readable(self) -> bool:
+        return not self.unreadable
 
 
 # --------------------------------------------------------------------------- paths
@@ -62,11 +79,11 @@ def _prefix_from_folder(folder: Path) -> Path:
         if len(candidates) == 1:
             return candidates[0].with_suffix("")
         found = ", ".join(p.name for p in candidates) or "none"
-        raise CheckpointError(f"folder {folder} has no '{STATE_FILE}' file; pass a checkpoint prefix "
+        raise CheckpointError(f"{folder}: folder without a '{STATE_FILE}' file; pass a checkpoint prefix "
                               f"(.index files found: {found})")
     match = _STATE_LINE.search(state.read_text(encoding="utf-8", errors="replace"))
     if match is None:
-        raise CheckpointError(f"{state} has no model_checkpoint_path line")
+        raise CheckpointError(f"{state}: no model_checkpoint_path line")
     named = Path(match.group(1).replace('\\"', '"').replace("\\\\", "\\"))
     prefix = named if named.is_absolute() else folder / named
     if not index_path(prefix).is_file() and named.is_absolute():
@@ -93,7 +110,7 @@ def resolve_prefix(path: str | os.PathLike) -> Path:
     else:
         prefix = path
     if not index_path(prefix).is_file():
-        raise CheckpointError(f"no TensorFlow checkpoint at {path}: {index_path(prefix)} not found")
+        raise CheckpointError(f"{path}: no TensorFlow checkpoint there ({index_path(prefix)} not found)")
     return prefix
 
 
@@ -126,7 +143,10 @@ class Checkpoint:
         for name, entry in self._entries.items():
             dtype = tb.check_entry(entry, name=name, num_shards=header.num_shards, source=source)
             kind = classify(name, entry.shape)
-            self.variables.append(VariableInfo(name, entry.shape, dtype, kind.kept, kind.reason, kind.kind))
+            self.variables.append(VariableInfo(name, entry.shape, dtype, kind.kept, kind.reason, kind.kind,
+                                               dtype_name=tb.tf_dtype_name(entry.dtype),
+                                               unreadable=tb.unreadable_reason(entry),
+                                               has_checksum=entry.crc32c is not None))
         self._check_shards()
 
     def __repr__(self) -> str:
@@ -145,12 +165,14 @@ class Checkpoint:
         for shard in range(self.header.num_shards):
             path = self._shard(shard)
             if not path.is_file():
-                raise CheckpointError(f"checkpoint data file {path} not found")
+                raise CheckpointError(f"{path}: checkpoint data file not found")
             sizes[shard] = path.stat().st_size
         for name, entry in self._entries.items():
+            if entry.sliced:
+                continue
             end = entry.offset + entry.size
-            if entry.offset < 0 or end > sizes[entry.shard_id]:
-                raise CheckpointError(f"{self._shard(entry.shard_id)} is truncated: {sizes[entry.shard_id]} bytes, "
+            if end > sizes[entry.shard_id]:
+                raise CheckpointError(f"{self._shard(entry.shard_id)}: truncated: {sizes[entry.shard_id]} bytes, "
                                       f"but variable {name!r} needs bytes [{entry.offset}, {end})")
 
     def _entry(self, name: str) -> tb.BundleEntry:
@@ -159,10 +181,18 @@ class Checkpoint:
         except KeyError:
             close = difflib.get_close_matches(name, list(self._entries), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise CheckpointError(f"no variable {name!r} in checkpoint {self.prefix}{hint}") from None
+            raise CheckpointError(f"{self.prefix}: no variable {name!r} in this checkpoint{hint}") from None
+
+    def info(self, name: str) -> VariableInfo:
+        """The :class:`VariableInfo` of variable ``name``."""
+        self._entry(name)
+        return next(v for v in self.variables if v.name == name)
 
     def read_many(self, names: Iterable[str]) -> dict[str, np.ndarray]:
-        """``{name: array}`` for ``names``, each checked against its crc32c; one open per shard."""
+        """``{name: array}`` for ``names``, each checked against its crc32c; one open per shard.
+
+        Raises :class:`CheckpointError` for an unreadable variable (see :attr:`VariableInfo.unreadable`).
+        """
         names = list(names)
         by_shard: dict[int, list[str]] = {}
         for name in names:
@@ -183,8 +213,16 @@ class Checkpoint:
         return self.read_many([name])[name]
 
     def model_tensors(self) -> dict[str, np.ndarray]:
-        """``{name: array}`` of the kept (model) variables only."""
-        return self.read_many(v.name for v in self.variables if v.kept)
+        """``{name: array}`` of the kept (model) variables that can be read.
+
+        Kept variables that cannot be read are left out (:meth:`unreadable_kept`
+        lists them): whoever maps the tensors decides whether one is needed.
+        """
+        return self.read_many(v.name for v in self.variables if v.kept and v.readable)
+
+    def unreadable_kept(self) -> list[VariableInfo]:
+        """The kept (model) variables that cannot be read, with the reason in ``unreadable``."""
+        return [v for v in self.variables if v.kept and not v.readable]
 
     def slots(self, kind: str = "Adam") -> dict[str, np.ndarray]:
         """Copies stored as ``<variable>/<kind>``, keyed by ``<variable>``.
@@ -197,13 +235,21 @@ class Checkpoint:
         if not names:
             present = sorted({v.kind for v in self.variables
                               if not v.kept and v.name.endswith("/" + v.kind)})
-            raise CheckpointError(f"checkpoint {self.prefix} has no {kind!r} slots "
+            raise CheckpointError(f"{self.prefix}: no {kind!r} slots in this checkpoint "
                                   f"(slot kinds present: {', '.join(present) or 'none'})")
         return {name[:-len(suffix)]: array for name, array in self.read_many(names).items()}
 
-    def verify(self) -> None:
-        """Read every variable once, checking each crc32c; raises :class:`CheckpointError` at the first bad one."""
-        self.read_many(self._entries)
+    def verify(self) -> list[str]:
+        """Read every readable variable once, checking each crc32c; returns the names that have none.
+
+        Raises :class:`CheckpointError` at the first mismatch. Variables with
+        no stored checksum are read but cannot be verified: their names come
+        back, sorted. Unreadable variables (:attr:`VariableInfo.unreadable`)
+        are not read.
+        """
+        readable = [v.name for v in self.variables if v.readable]
+        self.read_many(readable)
+        return sorted(v.name for v in self.variables if v.readable and not v.has_checksum)
 
 
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -220,13 +266,6 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
 
 # --------------------------------------------------------------------------- writing
 
-def _as_numpy(value) -> np.ndarray:
-    """numpy view of an array-like; torch tensors are detached and moved to the CPU first."""
-    if hasattr(value, "detach"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
 def checkpoint_files(prefix: str | os.PathLike) -> tuple[Path, Path]:
     """``(.index, .data-00000-of-00001)`` paths that :func:`write_checkpoint` writes for ``prefix``."""
     prefix = Path(prefix)
@@ -241,12 +280,13 @@ def write_checkpoint(prefix: str | os.PathLike, tensors: Mapping[str, np.ndarray
     temporary file first, then renamed), and a ``checkpoint`` state file in
     the folder naming this checkpoint (replacing any existing one, as
     TensorFlow's ``Saver`` does). Arrays are stored as given (dtype, shape,
-    layout; C order, little-endian); ``global_step`` adds an int64 scalar
-    ``global_step`` variable. TensorFlow reads the result with
-    ``tf.train.load_checkpoint``.
+    layout; C order, little-endian; bfloat16 arrays as ``DT_BFLOAT16``);
+    ``global_step`` adds an int64 scalar ``global_step`` variable. An object
+    array is refused unless it holds only str/bytes (a string tensor).
+    TensorFlow reads the result with ``tf.train.load_checkpoint``.
     """
     prefix = Path(prefix)
-    arrays = {name: _as_numpy(value) for name, value in tensors.items()}
+    arrays = {name: to_numpy(value) for name, value in tensors.items()}
     if global_step is not None:
         if "global_step" in arrays:
             raise CheckpointError("write_checkpoint: 'global_step' given both as a tensor and as global_step=")

@@ -34,6 +34,7 @@ each data block to that block's handle.
 """
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping
@@ -42,6 +43,7 @@ import crc32c as _crc32c
 import numpy as np
 
 from ..errors import CheckpointError
+from ..tensors import BFLOAT16, is_bfloat16
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48
@@ -59,7 +61,8 @@ _NO_COMPRESSION = 0
 _SNAPPY_COMPRESSION = 1
 
 #: TensorFlow ``DataType`` enum (tensorflow/core/framework/types.proto) -> numpy dtype.
-#: ``DT_STRING`` (7) is handled apart: numpy ``object`` arrays of ``bytes``.
+#: ``DT_STRING`` (7) is handled apart: numpy ``object`` arrays of ``bytes``; so is
+#: ``DT_BFLOAT16`` (14): :data:`niftyport.tensors.BFLOAT16` arrays (the raw bits, marked).
 DTYPES: dict[int, np.dtype] = {
     1: np.dtype(np.float32),     # DT_FLOAT
     2: np.dtype(np.float64),     # DT_DOUBLE
@@ -77,11 +80,20 @@ DTYPES: dict[int, np.dtype] = {
     23: np.dtype(np.uint64),     # DT_UINT64
 }
 DT_STRING = 7
+DT_BFLOAT16 = 14
 STRING_DTYPE = np.dtype(object)
-#: Names of the TensorFlow dtypes numpy cannot hold, for error messages.
-_UNSUPPORTED_DTYPES = {11: "qint8", 12: "quint8", 13: "qint32", 14: "bfloat16", 15: "qint16",
-                       16: "quint16", 20: "resource", 21: "variant"}
+#: TensorFlow's names of the dtypes this reader cannot turn into arrays, and why.
+_UNSUPPORTED_DTYPES = {
+    11: ("qint8", "a quantized type"), 12: ("quint8", "a quantized type"), 13: ("qint32", "a quantized type"),
+    15: ("qint16", "a quantized type"), 16: ("quint16", "a quantized type"),
+    20: ("resource", "a handle to a resource, not values"),
+    21: ("variant", "opaque serialized objects, such as a saved tf.data iterator's state"),
+    24: ("float8_e5m2", "an 8-bit float numpy cannot hold"), 25: ("float8_e4m3fn", "an 8-bit float numpy cannot hold"),
+    29: ("int4", "a 4-bit integer numpy cannot hold"), 30: ("uint4", "a 4-bit integer numpy cannot hold"),
+}
 _DTYPE_CODES = {dtype: code for code, dtype in DTYPES.items()}
+#: Largest byte count a tensor may take (TensorFlow's sizes are int64).
+_MAX_BYTES = (1 << 63) - 1
 
 
 # --------------------------------------------------------------------------- checksums
@@ -204,8 +216,9 @@ class BundleEntry:
 
     ``dtype`` is TensorFlow's enum code; ``offset`` and ``size`` are bytes in
     shard ``shard_id``; ``crc32c`` is the masked CRC-32C of those bytes, or
-    None when absent. ``sliced`` is True for a partitioned variable, whose
-    bytes are stored in slices under other keys.
+    None when absent (TensorFlow always writes one, except for a partitioned
+    variable's own entry). ``sliced`` is True for a partitioned variable,
+    whose bytes are stored in slices under other keys.
     """
 
     dtype: int
@@ -297,14 +310,18 @@ def _encode_handle(offset: int, size: int) -> bytes:
     return encode_varint(offset) + encode_varint(size)
 
 
-def _parse_block(block: memoryview, where: str) -> list[tuple[bytes, bytes]]:
-    """Key/value pairs of one block's contents (trailer removed), in stored order."""
+def _parse_block(block: memoryview, source: str, what: str) -> list[tuple[bytes, bytes]]:
+    """Key/value pairs of one block's contents (trailer removed), in stored order.
+
+    ``source`` names the file, ``what`` the block, in error messages.
+    """
     if len(block) < 4:
-        raise CheckpointError(f"{where}: block of {len(block)} bytes is too short")
+        raise CheckpointError(f"{source}: corrupt: {what} of {len(block)} bytes is too short")
     num_restarts = struct.unpack_from("<I", block, len(block) - 4)[0]
     entries_end = len(block) - 4 - 4 * num_restarts
     if num_restarts == 0 or entries_end < 0:
-        raise CheckpointError(f"{where}: bad restart count {num_restarts} for a {len(block)}-byte block")
+        raise CheckpointError(f"{source}: corrupt: bad restart count {num_restarts} in {what} "
+                              f"of {len(block)} bytes")
     restarts = set(struct.unpack_from(f"<{num_restarts}I", block, entries_end))
     items: list[tuple[bytes, bytes]] = []
     key = b""
@@ -322,7 +339,7 @@ def _parse_block(block: memoryview, where: str) -> list[tuple[bytes, bytes]]:
             items.append((key, bytes(block[pos + non_shared:end])))
             pos = end
     except ValueError as exc:
-        raise CheckpointError(f"{where}: corrupt block ({exc})") from None
+        raise CheckpointError(f"{source}: corrupt: {what} ({exc})") from None
     return items
 
 
@@ -330,20 +347,20 @@ def _read_block(table: memoryview, offset: int, size: int, source: str) -> memor
     """Contents of the block at ``offset`` after checking its trailer (type and masked crc32c)."""
     end = offset + size + BLOCK_TRAILER_SIZE
     if end > len(table) - FOOTER_SIZE:
-        raise CheckpointError(f"{source} is truncated or corrupt: block at byte {offset} "
+        raise CheckpointError(f"{source}: truncated or corrupt: block at byte {offset} "
                               f"({size} bytes) runs past the end of the table")
     contents = table[offset:offset + size]
     kind = table[offset + size]
     stored = struct.unpack_from("<I", table, offset + size + 1)[0]
     actual = masked_crc32c(table[offset:offset + size + 1])
     if stored != actual:
-        raise CheckpointError(f"{source} is corrupt: crc32c mismatch in block at byte {offset} "
+        raise CheckpointError(f"{source}: corrupt: crc32c mismatch in block at byte {offset} "
                               f"(stored {stored:#010x}, computed {actual:#010x})")
     if kind == _SNAPPY_COMPRESSION:
         raise CheckpointError(f"{source}: block at byte {offset} is snappy-compressed; only "
                               "uncompressed tables are supported (TensorFlow writes checkpoints uncompressed)")
     if kind != _NO_COMPRESSION:
-        raise CheckpointError(f"{source} is corrupt: block at byte {offset} has unknown compression type {kind}")
+        raise CheckpointError(f"{source}: corrupt: block at byte {offset} has unknown compression type {kind}")
     return contents
 
 
@@ -355,28 +372,28 @@ def decode_table(table: bytes, *, source: str = "table") -> list[tuple[bytes, by
     """
     view = memoryview(table)
     if len(view) < FOOTER_SIZE:
-        raise CheckpointError(f"{source} is truncated: {len(view)} bytes, a table needs at least {FOOTER_SIZE}")
+        raise CheckpointError(f"{source}: truncated: {len(view)} bytes, a table needs at least {FOOTER_SIZE}")
     magic = struct.unpack_from("<Q", view, len(view) - 8)[0]
     if magic != TABLE_MAGIC:
-        raise CheckpointError(f"{source} is not a TensorFlow checkpoint index or is truncated "
+        raise CheckpointError(f"{source}: not a TensorFlow checkpoint index, or truncated "
                               f"(footer magic {magic:#018x}, expected {TABLE_MAGIC:#018x})")
     footer = view[len(view) - FOOTER_SIZE:]
     try:
         _, _, pos = _decode_handle(footer)  # metaindex: holds no filters in TensorFlow's tables
         index_offset, index_size, _ = _decode_handle(footer, pos)
     except ValueError as exc:
-        raise CheckpointError(f"{source} is corrupt: bad footer ({exc})") from None
-    index = _parse_block(_read_block(view, index_offset, index_size, source), f"{source} index block")
+        raise CheckpointError(f"{source}: corrupt: bad footer ({exc})") from None
+    index = _parse_block(_read_block(view, index_offset, index_size, source), source, "index block")
     items: list[tuple[bytes, bytes]] = []
     for _, handle in index:
         try:
             offset, size, _ = _decode_handle(handle)
         except ValueError as exc:
-            raise CheckpointError(f"{source} is corrupt: bad block handle in the index ({exc})") from None
-        items.extend(_parse_block(_read_block(view, offset, size, source), f"{source} block at byte {offset}"))
+            raise CheckpointError(f"{source}: corrupt: bad block handle in the index ({exc})") from None
+        items.extend(_parse_block(_read_block(view, offset, size, source), source, f"block at byte {offset}"))
     for (previous, _), (key, _) in zip(items, items[1:]):
         if key <= previous:
-            raise CheckpointError(f"{source} is corrupt: keys out of order ({previous!r} then {key!r})")
+            raise CheckpointError(f"{source}: corrupt: keys out of order ({previous!r} then {key!r})")
     return items
 
 
@@ -478,21 +495,54 @@ def encode_table(items: Iterable[tuple[bytes, bytes]], *,
 
 # --------------------------------------------------------------------------- tensors
 
+def tf_dtype_name(code: int) -> str:
+    """TensorFlow's name of a ``DataType`` code (``1`` -> ``'float32'``, ``21`` -> ``'variant'``)."""
+    if code == DT_STRING:
+        return "string"
+    if code == DT_BFLOAT16:
+        return "bfloat16"
+    if code in DTYPES:
+        return DTYPES[code].name
+    return _UNSUPPORTED_DTYPES.get(code, (f"dtype code {code}", ""))[0]
+
+
+def unreadable_reason(entry: BundleEntry) -> str:
+    """Why this reader cannot turn the entry into an array, or ``''`` when it can.
+
+    A partitioned variable (its bytes are slices under other keys) and a
+    dtype numpy cannot hold make that one variable unreadable; the rest of
+    the checkpoint still reads.
+    """
+    if entry.sliced:
+        return "partitioned variable (stored as slices, which this reader does not reassemble)"
+    if entry.dtype in DTYPES or entry.dtype in (DT_STRING, DT_BFLOAT16):
+        return ""
+    name, why = _UNSUPPORTED_DTYPES.get(entry.dtype, (f"code {entry.dtype}", "unknown to this reader"))
+    return f"TensorFlow dtype {name} ({why})"
+
+
 def numpy_dtype(code: int, *, name: str = "tensor") -> np.dtype:
-    """numpy dtype of a TensorFlow ``DataType`` code; ``CheckpointError`` if numpy has none."""
+    """numpy dtype of a TensorFlow ``DataType`` code; ``CheckpointError`` if numpy has none.
+
+    ``DT_BFLOAT16`` gives :data:`niftyport.tensors.BFLOAT16`; ``DT_STRING`` ``object``.
+    """
     if code == DT_STRING:
         return STRING_DTYPE
+    if code == DT_BFLOAT16:
+        return BFLOAT16
     try:
         return DTYPES[code]
     except KeyError:
-        what = _UNSUPPORTED_DTYPES.get(code, f"code {code}")
-        raise CheckpointError(f"variable {name!r} has TensorFlow dtype {what}, which numpy cannot hold") from None
+        raise CheckpointError(f"variable {name!r} has TensorFlow dtype {tf_dtype_name(code)}, "
+                              "which numpy cannot hold") from None
 
 
 def dtype_code(dtype: np.dtype, *, name: str = "tensor") -> int:
-    """TensorFlow ``DataType`` code of a numpy dtype (``object``/``bytes`` -> DT_STRING)."""
+    """TensorFlow ``DataType`` code of a numpy dtype (``object``/``bytes``/``str`` -> DT_STRING)."""
     dtype = np.dtype(dtype)
-    if dtype == STRING_DTYPE or dtype.kind == "S":
+    if is_bfloat16(dtype):
+        return DT_BFLOAT16
+    if dtype == STRING_DTYPE or dtype.kind in "SU":
         return DT_STRING
     try:
         return _DTYPE_CODES[dtype.newbyteorder("=")]
@@ -500,23 +550,42 @@ def dtype_code(dtype: np.dtype, *, name: str = "tensor") -> int:
         raise CheckpointError(f"tensor {name!r}: dtype {dtype} cannot be stored in a TensorFlow checkpoint") from None
 
 
-def _expected_size(entry: BundleEntry, dtype: np.dtype) -> int:
-    return int(np.prod(entry.shape, dtype=np.int64)) * dtype.itemsize
+def element_count(shape: Iterable[int]) -> int:
+    """Number of elements of ``shape``, as an exact Python int (never wraps around)."""
+    return math.prod(int(n) for n in shape)
 
 
-def check_entry(entry: BundleEntry, *, name: str, num_shards: int, source: str) -> np.dtype:
-    """Validate an entry before reading it; returns its numpy dtype."""
-    dtype = numpy_dtype(entry.dtype, name=name)
-    if entry.sliced:
-        return dtype  # its bytes are elsewhere; reading it raises (see decode_tensor)
+def check_entry(entry: BundleEntry, *, name: str, num_shards: int, source: str) -> np.dtype | None:
+    """Validate an entry before reading it; returns its numpy dtype (None when :func:`unreadable_reason`).
+
+    Raises :class:`CheckpointError` (naming ``source``) for a negative
+    dimension, a shape whose byte size overflows 64 bits, a shard that does
+    not exist or a byte size that does not match shape and dtype.
+    """
     if any(n < 0 for n in entry.shape):
-        raise CheckpointError(f"{source} is corrupt: variable {name!r} has shape {entry.shape}")
+        raise CheckpointError(f"{source}: corrupt: variable {name!r} has shape {entry.shape}")
+    count = element_count(entry.shape)
+    readable = not unreadable_reason(entry)
+    dtype = numpy_dtype(entry.dtype, name=name) if readable else None
+    itemsize = dtype.itemsize if dtype is not None and dtype != STRING_DTYPE else 1
+    if count * itemsize > _MAX_BYTES:
+        raise CheckpointError(f"{source}: corrupt: variable {name!r} has shape {entry.shape} of "
+                              f"{count} elements, whose size overflows 64 bits")
+    if entry.sliced:
+        return None  # its bytes are elsewhere
     if not 0 <= entry.shard_id < num_shards:
-        raise CheckpointError(f"{source} is corrupt: variable {name!r} is in shard {entry.shard_id} "
+        raise CheckpointError(f"{source}: corrupt: variable {name!r} is in shard {entry.shard_id} "
                               f"of {num_shards}")
-    if dtype != STRING_DTYPE and entry.size != _expected_size(entry, dtype):
-        raise CheckpointError(f"{source} is corrupt: variable {name!r} of shape {entry.shape} and dtype "
-                              f"{dtype} should take {_expected_size(entry, dtype)} bytes, the index says {entry.size}")
+    if entry.offset < 0 or entry.size < 0:
+        raise CheckpointError(f"{source}: corrupt: variable {name!r} has byte offset {entry.offset} "
+                              f"and size {entry.size}")
+    if dtype is not None and dtype != STRING_DTYPE and entry.size != count * dtype.itemsize:
+        raise CheckpointError(f"{source}: corrupt: variable {name!r} of shape {entry.shape} and dtype "
+                              f"{tf_dtype_name(entry.dtype)} should take {count * dtype.itemsize} bytes, "
+                              f"the index says {entry.size}")
+    if dtype == STRING_DTYPE and count and entry.size < count + 4:  # a length byte each, 4 of checksum
+        raise CheckpointError(f"{source}: corrupt: string variable {name!r} of {count} elements cannot "
+                              f"fit in {entry.size} bytes")
     return dtype
 
 
@@ -526,13 +595,15 @@ def decode_tensor(buf: bytes, entry: BundleEntry, *, name: str, big_endian: bool
 
     Verifies the masked CRC-32C when the entry has one. Returns a new,
     writeable, C-ordered array in native byte order with the entry's shape;
-    strings come back as an ``object`` array of ``bytes``.
+    strings come back as an ``object`` array of ``bytes``, bfloat16 as a
+    :data:`~niftyport.tensors.BFLOAT16` array. Raises :class:`CheckpointError`
+    for an entry :func:`unreadable_reason` refuses.
     """
-    if entry.sliced:
-        raise CheckpointError(f"{source}: variable {name!r} is partitioned into slices "
-                              "(a partitioned variable), which is not supported")
+    reason = unreadable_reason(entry)
+    if reason:
+        raise CheckpointError(f"{source}: variable {name!r} cannot be read: {reason}")
     if len(buf) != entry.size:
-        raise CheckpointError(f"{source} is truncated: variable {name!r} needs bytes "
+        raise CheckpointError(f"{source}: truncated: variable {name!r} needs bytes "
                               f"[{entry.offset}, {entry.offset + entry.size}) but only {len(buf)} could be read")
     dtype = numpy_dtype(entry.dtype, name=name)
     if dtype == STRING_DTYPE:
@@ -543,7 +614,7 @@ def decode_tensor(buf: bytes, entry: BundleEntry, *, name: str, big_endian: bool
     if entry.crc32c is not None:
         actual = masked_crc32c(checksummed)
         if actual != entry.crc32c:
-            raise CheckpointError(f"{source} is corrupt: crc32c mismatch for variable {name!r} "
+            raise CheckpointError(f"{source}: corrupt: crc32c mismatch for variable {name!r} "
                                   f"(stored {entry.crc32c:#010x}, computed {actual:#010x})")
     return array
 
@@ -562,8 +633,10 @@ def _decode_strings(buf: bytes, shape: tuple[int, ...], *, name: str,
     lengths as fixed-width integers, that length checksum and the element
     bytes (``WriteStringTensor`` in tensorflow/core/util/tensor_bundle/tensor_bundle.cc).
     """
-    count = int(np.prod(shape, dtype=np.int64))
+    count = element_count(shape)
     try:
+        if count > len(buf):  # each length takes at least one byte
+            raise ValueError(f"{count} elements cannot fit in {len(buf)} bytes")
         lengths, pos = [], 0
         for _ in range(count):
             length, pos = decode_varint(buf, pos)
@@ -571,7 +644,7 @@ def _decode_strings(buf: bytes, shape: tuple[int, ...], *, name: str,
         if pos + 4 + sum(lengths) != len(buf):
             raise ValueError("string lengths do not add up to the stored size")
     except ValueError as exc:
-        raise CheckpointError(f"{source} is corrupt: string variable {name!r} ({exc})") from None
+        raise CheckpointError(f"{source}: corrupt: string variable {name!r} ({exc})") from None
     length_checksum = buf[pos:pos + 4]
     pos += 4
     values = np.empty(count, dtype=object)
@@ -581,13 +654,29 @@ def _decode_strings(buf: bytes, shape: tuple[int, ...], *, name: str,
     return values.reshape(shape), _length_bytes(lengths) + length_checksum + buf[pos - sum(lengths):]
 
 
-def encode_tensor(array: np.ndarray) -> tuple[bytes, int]:
+def _string_items(array: np.ndarray, name: str) -> list[bytes]:
+    """The elements of a string tensor as bytes (str as UTF-8); refuses anything else."""
+    items = []
+    for value in array.reshape(-1):
+        if isinstance(value, str):
+            items.append(value.encode("utf-8"))
+        elif isinstance(value, (bytes, np.bytes_)):
+            items.append(bytes(value))
+        else:
+            raise CheckpointError(f"tensor {name!r}: object array holds a {type(value).__name__} "
+                                  f"({value!r}); only str or bytes elements can be stored (as a string tensor)")
+    return items
+
+
+def encode_tensor(array: np.ndarray, *, name: str = "tensor") -> tuple[bytes, int]:
     """``(bytes as a bundle stores them, masked crc32c)`` of ``array``.
 
-    Numbers are stored little-endian in C order; strings as TensorFlow stores them.
+    Numbers are stored little-endian in C order; strings (object arrays of
+    str/bytes, numpy ``S``/``U`` arrays) as TensorFlow stores them. Any other
+    object array raises :class:`CheckpointError`.
     """
-    if array.dtype == STRING_DTYPE or array.dtype.kind == "S":
-        items = [v.encode("utf-8") if isinstance(v, str) else bytes(v) for v in array.reshape(-1)]
+    if array.dtype == STRING_DTYPE or array.dtype.kind in "SU":
+        items = _string_items(array, name)
         lengths = [len(v) for v in items]
         length_checksum = struct.pack("<I", masked_crc32c(_length_bytes(lengths)))
         strings = b"".join(items)
@@ -610,7 +699,7 @@ def encode_bundle(tensors: Mapping[str, np.ndarray], *,
             raise CheckpointError("tensor names must not be empty (the empty key holds the bundle header)")
         array = np.asarray(tensors[name])
         code = dtype_code(array.dtype, name=name)
-        payload, crc = encode_tensor(array)
+        payload, crc = encode_tensor(array, name=name)
         entry = BundleEntry(dtype=code, shape=tuple(array.shape), offset=len(data), size=len(payload), crc32c=crc)
         data += payload
         items.append((name.encode("utf-8"), encode_entry(entry)))
@@ -621,8 +710,8 @@ def decode_index(table: bytes, *, source: str = "index") -> tuple[BundleHeader, 
     """Header and ``{variable name: entry}`` (in key order) of a ``.index`` file's bytes."""
     items = decode_table(table, source=source)
     if not items or items[0][0] != HEADER_KEY:
-        raise CheckpointError(f"{source} has no bundle header (first key {items[0][0]!r} "
-                              "instead of the empty key)" if items else f"{source} holds no entries")
+        raise CheckpointError(f"{source}: no bundle header (first key {items[0][0]!r} "
+                              "instead of the empty key)" if items else f"{source}: holds no entries")
     try:
         header = decode_header(items[0][1])
         # keys starting with a zero byte hold the slices of partitioned variables, listed by those
@@ -630,11 +719,11 @@ def decode_index(table: bytes, *, source: str = "index") -> tuple[BundleHeader, 
         entries = {key.decode("utf-8"): decode_entry(value) for key, value in items[1:]
                    if not key.startswith(_SLICE_KEY_PREFIX)}
     except (ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{source} is corrupt: bad entry ({exc})") from None
+        raise CheckpointError(f"{source}: corrupt: bad entry ({exc})") from None
     if header.num_shards < 1:
-        raise CheckpointError(f"{source} is corrupt: header says {header.num_shards} data shards")
+        raise CheckpointError(f"{source}: corrupt: header says {header.num_shards} data shards")
     if header.min_consumer > BUNDLE_VERSION:
-        raise CheckpointError(f"{source} needs a reader of bundle version >= {header.min_consumer}; "
+        raise CheckpointError(f"{source}: needs a reader of bundle version >= {header.min_consumer}; "
                               f"this one reads version {BUNDLE_VERSION}")
     return header, entries
 

@@ -41,8 +41,8 @@ def compare_command(ctx, a, b, labels_path, tolerance, json_path, top, force):
     from ..reporting.volumes import load_label_image
 
     tolerance_voxels(tolerance, 0)  # check the option's syntax before reading any image
-    table = _colour_table(a, labels_path)
     first, second = load_label_image(a), load_label_image(b)
+    table = _colour_table(a, labels_path)
     check_same_grid(first.data.shape, first.affine, second.data.shape, second.affine, name_a=a, name_b=b)
     allowed = tolerance_voxels(tolerance, first.data.size)
     if json_path:
@@ -72,8 +72,8 @@ def volumes_command(parcellation, labels_path, output, with_background, force):
     """
     from ..reporting.volumes import format_volumes_csv, label_volumes, load_label_image, write_volumes_csv
 
-    table = _colour_table(parcellation, labels_path)
     image = load_label_image(parcellation)
+    table = _colour_table(parcellation, labels_path)
     volumes = label_volumes(image.data, image.voxel_mm3, table, include_background=with_background)
     if output:
         check_outputs([output], [parcellation, labels_path], force=force)

@@ -60,10 +60,10 @@ def segment_command(images, config_path, weights, output, niftynet_home, force, 
         written = segment_subjects(cfg, weights=weights, force=force, **run)
         click.echo(f"wrote {len(written)} output(s) and inferred.csv into {written[0].parent}")
         return
-    from ..image_io import save_image
+    from ..image_io import check_nifti_name, save_image
     from ..segmentation.application import run_segmentation
 
-    out = Path(output or _output_path_for(images[0]))
+    out = check_nifti_name(output or _output_path_for(images[0]))
     inputs = [Path(p) for p in images]
     check_outputs([out], inputs, force=force)
     result = run_segmentation(list(images), config=cfg, weights=weights, **run)

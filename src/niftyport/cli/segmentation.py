@@ -6,16 +6,6 @@ import click
 from ..outputs import check_outputs
 from . import cli
 
-def _output_path_for(image_path: str) -> str:
-    """``dir/t1.nii.gz`` -> ``dir/t1_parcellation.nii.gz`` (next to the input)."""
-    from pathlib import Path
-
-    from ..segmentation.subjects import split_name
-
-    path = Path(image_path)
-    return str(path.with_name(split_name(path.name) + "_parcellation.nii.gz"))
-
-
 class DeviceType(click.ParamType):
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (checked against the machine when the run starts)."""
 
@@ -75,7 +65,8 @@ def _setup_logging(quiet: bool) -> None:
 @cli.command("parcellate")
 @click.argument("image", required=False, type=click.Path(dir_okay=False, path_type=str))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=str),
-              help="Output label map (default: IMAGE's name + _parcellation.nii.gz, next to it).")
+              help="Output label map, in the format of its extension (default: IMAGE's name + _parcellation, "
+                   "next to it, in IMAGE's format).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=str),
               help="NiftyNet .ini file (default: the model zoo's highres3dnet_config_eval.ini).")
 @click.option("--niftynet-home", type=click.Path(file_okay=False, path_type=str),
@@ -117,7 +108,9 @@ def parcellate_command(image, output, config_path, niftynet_home, window, border
     from ..segmentation.extras import extras_paths, save_label_map
     from ..segmentation.pipeline import run_parcellation
 
-    out = Path(output or _output_path_for(image))
+    from ..image_io import default_label_path
+
+    out = Path(output) if output else default_label_path(image)
     check_outputs([out, *(() if no_extras else extras_paths(out))], [Path(image)], force=force)
     result = run_parcellation(image, config=cfg, **run)
     written = save_label_map(out, result.labels, result.affine, result.loaded.header, network=cfg.network.name,

@@ -163,12 +163,14 @@ def get(name: str) -> NetworkSpec:
     raise NetworkError(f"unknown network {name!r}{hint} (known: {', '.join(names())})")
 
 
-def build(name: str, *, num_classes: int | None = None, in_channels: int = 1, acti_func: str = "relu",
-          **options: Any) -> torch.nn.Module:
+def build(name: str, *, num_classes: int | None = None, in_channels: int | None = None,
+          acti_func: str | None = None, **options: Any) -> torch.nn.Module:
     """A freshly initialised network ``name`` in eval mode, from NiftyNet's constructor arguments.
 
-    ``options`` are the hyper-parameters of :attr:`NetworkSpec.options`
-    (``n_features=[8, 16, 32, 64, 128]`` ...); unknown ones are an error.
+    ``in_channels`` and ``acti_func`` default to the module's own defaults
+    (1 and ``relu`` for most networks); ``options`` are the hyper-parameters of
+    :attr:`NetworkSpec.options` (``n_features=[8, 16, 32, 64, 128]`` ...);
+    unknown ones are an error.
     """
     spec = get(name)
     unknown = sorted(set(options) - set(spec.options))
@@ -179,8 +181,8 @@ def build(name: str, *, num_classes: int | None = None, in_channels: int = 1, ac
         if spec.default_num_classes is None:
             raise NetworkError(f"{spec.name} needs num_classes")
         num_classes = spec.default_num_classes
-    return spec.module_class()(num_classes=num_classes, in_channels=in_channels, acti_func=acti_func,
-                               **options).eval()
+    given = {k: v for k, v in (("in_channels", in_channels), ("acti_func", acti_func)) if v is not None}
+    return spec.module_class()(num_classes=num_classes, **given, **options).eval()
 
 
 def scope_of(variable_names: Sequence[str], spec: NetworkSpec) -> str:
@@ -193,7 +195,7 @@ def scope_of(variable_names: Sequence[str], spec: NetworkSpec) -> str:
 
 
 def load(name: str, weights: str | os.PathLike | Mapping[str, Any], *, num_classes: int | None = None,
-         in_channels: int = 1, acti_func: str = "relu", **options: Any) -> torch.nn.Module:
+         in_channels: int | None = None, acti_func: str | None = None, **options: Any) -> torch.nn.Module:
     """Network ``name`` built as :func:`build` does, with ``weights`` loaded strictly, eval mode.
 
     ``weights`` is a NiftyNet checkpoint (prefix, file or folder; its name

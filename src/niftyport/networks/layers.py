@@ -137,7 +137,12 @@ def max_pool_same(x: torch.Tensor, kernel: int | Sequence[int], stride: int | Se
 
 
 def _linear_axis(x: torch.Tensor, axis: int, new_size: int) -> torch.Tensor:
-    """TF1 ``resize_bilinear`` along one axis: sample at ``dst * (in / out)`` (float32), clamp at the end."""
+    """TF1 ``resize_bilinear`` along one axis: sample at ``dst * (in / out)`` (float32), clamp at the end.
+
+    The neighbours are gathered by advanced indexing: PyTorch's CPU
+    ``index_select`` is an order of magnitude slower on the outer axes of a
+    5-D tensor (DenseVNet's 72^3 -> 144^3 resize of 9 channels: 12 s -> 1 s).
+    """
     old = x.shape[axis]
     if old == new_size:
         return x
@@ -146,11 +151,12 @@ def _linear_axis(x: torch.Tensor, axis: int, new_size: int) -> torch.Tensor:
     lo = np.floor(src).astype(np.int64)
     hi = np.minimum(lo + 1, old - 1)
     frac = (src - lo.astype(np.float32)).astype(np.float32)
-    lo_t, hi_t = (torch.from_numpy(i).to(x.device) for i in (lo, hi))
     shape = [1] * x.dim()
     shape[axis] = new_size
     frac_t = torch.from_numpy(frac).to(device=x.device, dtype=x.dtype).reshape(shape)
-    low, high = x.index_select(axis, lo_t), x.index_select(axis, hi_t)
+    lead = (slice(None),) * axis
+    low = x[lead + (torch.from_numpy(lo).to(x.device),)]
+    high = x[lead + (torch.from_numpy(hi).to(x.device),)]
     return low + (high - low) * frac_t
 
 

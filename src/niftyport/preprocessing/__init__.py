@@ -88,24 +88,25 @@ class Preprocessed:
     whitened: np.ndarray
 
 
-def _source(image: str | os.PathLike | nib.Nifti1Image) -> Path | None:
+def _source(image: str | os.PathLike | nib.spatialimages.SpatialImage) -> Path | None:
     if isinstance(image, (str, os.PathLike)):
         return Path(image)
-    filename = image.get_filename() if isinstance(image, nib.Nifti1Image) else None
+    filename = image.get_filename() if isinstance(image, nib.spatialimages.SpatialImage) else None
     return Path(filename) if filename else None
 
 
-def load_and_resample(image: str | os.PathLike | nib.Nifti1Image, config: Config, *,
-                      section: InputSection | None = None) -> Loaded:
+def load_and_resample(image: str | os.PathLike | nib.spatialimages.SpatialImage, config: Config, *,
+                      section: InputSection | None = None, max_bytes: int | None = None) -> Loaded:
     """Read a scan and bring it to the config's orientation and voxel size.
 
-    ``image``: a NIfTI path or nibabel image (validated by
-    :func:`~niftyport.image_io.load_image`). Uses the ``axcodes``,
+    ``image``: a path to any volume nibabel reads (NIfTI, MGH/MGZ, Analyze)
+    or a nibabel image (validated by :func:`~niftyport.image_io.load_image`,
+    with ``max_bytes`` as its memory budget). Uses the ``axcodes``,
     ``pixdim`` and ``interp_order`` of ``section`` (default: ``config.image``,
     the first image modality); reorientation happens before resampling,
     with the voxel sizes permuted accordingly, as in NiftyNet.
     """
-    img = load_image(image)
+    img = load_image(image, max_bytes=max_bytes)
     affine = np.array(img.affine, dtype=np.float64)
     name = str(_source(image) or "<in-memory image>")
     axcodes = affine_axcodes(affine, name=name)

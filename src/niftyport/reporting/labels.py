@@ -61,7 +61,7 @@ def _header_network(label_path: Path) -> str | None:
 
     try:
         header = nib.load(str(label_path)).header
-    except (OSError, ValueError, nib.filebasedimages.ImageFileError):
+    except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError):
         return None  # the caller reports unreadable label maps itself
     descrip = header.get("descrip") if hasattr(header, "get") else None
     if descrip is None:

@@ -460,3 +460,45 @@ def save_png(fig, path: str | os.PathLike) -> bytes:
     data = png_bytes(fig)
     write_bytes_atomic(Path(path), data)
     return data
+
+
+def plot_label_slice(volume: np.ndarray, labels: np.ndarray, affine: np.ndarray, *,
+                     table: ColorTable | None = None, view: str = "axial", title: str = "",
+                     convention: str = "radiological", alpha: float = 0.5, width: float = 3.0):
+    """One slice of a label map over its scan, through the labels' centre: a cohort's QC thumbnail.
+
+    ``volume``, ``labels``: ``(X, Y, Z)`` on one grid (``labels`` integer), ``affine``
+    ``(4, 4)`` voxel -> RAS+ mm; ``view``: ``"sagittal"``, ``"coronal"`` or ``"axial"``;
+    ``width``: inches. Orientation letters mark the panel's edges (``convention``
+    as in :func:`slices_figure`).
+    """
+    views = {v.name: v for v in _views(convention)}
+    if view not in views:
+        raise OptionError(f"view: expected one of {tuple(views)}, got {view!r}")
+    if np.shape(labels) != np.shape(volume) or np.ndim(volume) != 3:
+        raise ImageError(f"label slice: labels {np.shape(labels)} and volume {np.shape(volume)} must be one 3-D grid")
+    v = views[view]
+    vol, aff = to_ras(np.asarray(volume), affine)
+    lab = to_ras(np.asarray(labels), affine)[0]
+    index = world_to_index(centre_of_mass_mm(labels, affine), aff, vol.shape)[v.fixed]
+    coords, half = _axis_coords(aff, vol.shape), _spacing(aff) / 2
+    extent = (coords[v.horizontal][0] - half[v.horizontal], coords[v.horizontal][1] + half[v.horizontal],
+              coords[v.vertical][0] - half[v.vertical], coords[v.vertical][1] + half[v.vertical])
+    aspect = (extent[3] - extent[2]) / max(extent[1] - extent[0], 1e-6)
+    fig = _new_figure(width, width * aspect + 0.35)
+    ax = fig.add_axes((0.0, 0.0, 1.0, width * aspect / (width * aspect + 0.35)))
+    low, high = contrast_window(volume)
+    ax.imshow(_plane(vol, v, index), cmap="gray", vmin=low, vmax=high, origin="lower", extent=extent,
+              interpolation="nearest", aspect="equal")
+    lut = (table or fallback_table(np.unique(lab))).lut(int(max(lab.max(), 0)))
+    rgba = lut[np.clip(_plane(lab, v, index), 0, None)].copy()
+    rgba[..., 3] *= alpha
+    ax.imshow(rgba, origin="lower", extent=extent, interpolation="nearest", aspect="equal")
+    ax.set_xlim(*((extent[1], extent[0]) if v.flip_horizontal else (extent[0], extent[1])))
+    ax.set_ylim(extent[2], extent[3])
+    ax.set_axis_off()
+    for text, (x, y, ha) in zip(v.letters[:2], ((0.02, 0.5, "left"), (0.98, 0.5, "right"))):
+        ax.text(x, y, text, transform=ax.transAxes, ha=ha, va="center", color="white", fontsize=9,
+                fontweight="bold", gid=f"letter:{text}")
+    fig.suptitle(title or f"{view} voxel {index}", fontsize=8, y=0.995, va="top")
+    return fig

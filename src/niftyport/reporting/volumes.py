@@ -68,7 +68,8 @@ def as_label_array(data: np.ndarray, *, name: str = "label map") -> np.ndarray:
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim != 3:
-        raise ImageError(f"{name}: expected a 3-D label map, got shape {data.shape}")
+        raise ImageError(f"{name}: expected a 3-D label map, got shape {data.shape}"
+                         + ("; several volumes are not one label map" if data.ndim == 4 else ""))
     if data.dtype.kind == "b":
         return data.astype(np.int64)
     if data.dtype.kind == "f":
@@ -87,18 +88,18 @@ def as_label_array(data: np.ndarray, *, name: str = "label map") -> np.ndarray:
     return data
 
 
-def load_label_image(path: str | os.PathLike) -> LabelImage:
-    """Read a NIfTI label map (``.nii``/``.nii.gz``) with nibabel."""
-    import nibabel as nib
+def load_label_image(path: str | os.PathLike, *, max_bytes: int | None = None) -> LabelImage:
+    """Read a label map in any volume format nibabel reads (NIfTI, MGH/MGZ, Analyze).
+
+    The header's size is checked against the file and ``max_bytes`` before
+    any voxel is read (:func:`~niftyport.image_io.open_image`); every problem
+    raises :class:`~niftyport.errors.ImageError` starting with the file.
+    """
+    from ..image_io import open_image, read_voxels
 
     path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: file not found")
-    try:
-        image = nib.load(str(path))
-        data = np.asanyarray(image.dataobj)
-    except Exception as exc:  # nibabel raises many types for a bad file
-        raise ImageError(f"{path}: not a readable NIfTI image ({exc})") from None
+    image = open_image(path, max_bytes=max_bytes)
+    data = read_voxels(image, str(path))
     return LabelImage(path, as_label_array(data, name=str(path)),
                       np.asarray(image.affine, dtype=np.float64),
                       voxel_volume_mm3(image.header))

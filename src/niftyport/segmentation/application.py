@@ -170,7 +170,7 @@ def default_weights(config: Config) -> Path:
 # --- the stages ---------------------------------------------------------------------------------
 
 def _as_list(images) -> list:
-    if isinstance(images, (str, os.PathLike, nib.Nifti1Image)):
+    if isinstance(images, (str, os.PathLike, nib.spatialimages.SpatialImage)):
         return [images]
     return list(images)
 

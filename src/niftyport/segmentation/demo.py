@@ -57,6 +57,18 @@ def centred_crop(img: nib.Nifti1Image, size: tuple[int, int, int]) -> nib.Nifti1
     return img.slicer[index]
 
 
+def _checked_model(weights, *, device, mode):
+    """The network with its weights on ``device``, after checking ``mode`` and ``device``."""
+    from ..errors import OptionError
+    from ..inference.modes import MODES
+    from ..weights import load_weights
+    from .pipeline import resolve_device
+
+    if mode not in MODES:
+        raise OptionError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
+    return load_weights(weights, device=resolve_device(device))
+
+
 def demo_paths(output_dir: str | Path, *, full_head: bool = False) -> dict[str, Path]:
     """The files the demo writes into ``output_dir``: input, labels, table, volumes, report folder."""
     from .extras import extras_paths
@@ -74,7 +86,9 @@ def run_demo(output_dir: str | Path, *, full_head: bool = False, weights=None, d
              report: bool = True) -> str:
     """Parcellate the template into ``output_dir`` (input, labels, table, volumes, report); returns a summary.
 
-    Refuses to replace the files of an earlier run unless ``force``.
+    Refuses to replace the files of an earlier run unless ``force``. The
+    options and the weights are checked (the weights loaded) before anything
+    is written, so that a bad one leaves no file behind.
     """
     from ..outputs import check_outputs
     from ..reporting.report import FILES, report_files
@@ -83,6 +97,7 @@ def run_demo(output_dir: str | Path, *, full_head: bool = False, weights=None, d
     paths = demo_paths(output_dir, full_head=full_head)
     check_outputs([paths[k] for k in ("input", "labels", "table", "volumes")]
                   + ([paths["report"] / f for f in FILES] if report else []), [], force=force)
+    model = _checked_model(weights, device=device, mode=mode)
     paths["input"].parent.mkdir(parents=True, exist_ok=True)
     template = mni152_t1()
     if full_head:
@@ -92,7 +107,7 @@ def run_demo(output_dir: str | Path, *, full_head: bool = False, weights=None, d
         config = resolve_config(None, window=tuple(n + 20 for n in image.shape))
     nib.save(image, paths["input"])
     start = time.perf_counter()
-    result = run_parcellation(paths["input"], config=config, weights=weights, device=device, threads=threads,
+    result = run_parcellation(paths["input"], config=config, model=model, device=device, threads=threads,
                               mode=mode, max_memory=max_memory, progress=progress)
     seconds = time.perf_counter() - start
     save_label_map(paths["labels"], result.labels, result.affine, result.loaded.header,

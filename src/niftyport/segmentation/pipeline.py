@@ -129,15 +129,16 @@ def run_parcellation(image: str | os.PathLike | nib.Nifti1Image, *,
             :data:`niftyport.inference.MODES`.
         device: ``'auto'``, ``'cpu'``, ``'cuda'``...
         threads: CPU threads for the network (default: torch's).
-        max_memory: byte budget for the network's working memory.
+        max_memory: byte budget for the network's working memory; the scan
+            must also fit in it to be read (checked from its header first).
         progress: show a progress bar over windows.
     """
     if mode not in MODES:
-        raise NiftyportError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+        raise NiftyportError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
     cfg = resolve_config(config)
     dev = resolve_device(device)
     if threads is not None and threads < 1:
-        raise NiftyportError(f"threads must be at least 1, got {threads}")
+        raise NiftyportError(f"--threads must be at least 1, got {threads}")
     with torch_threads(threads):
         return _run(image, cfg, weights=weights, model=model, mode=mode, device=dev, max_memory=max_memory,
                     progress=progress)
@@ -160,7 +161,7 @@ def _run(image, cfg: Config, *, weights, model, mode: str, device: torch.device,
     seconds: dict[str, float] = {}
 
     t = time.perf_counter()
-    loaded = load_and_resample(image, cfg)
+    loaded = load_and_resample(image, cfg, max_bytes=max_memory)
     pre = preprocess(loaded.data, cfg)
     seconds["preprocessing"] = time.perf_counter() - t
 

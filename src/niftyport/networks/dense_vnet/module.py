@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...errors import InputShapeError
-from ..layers import BatchNorm, Conv, avg_pool_same
+from ..layers import BatchNorm, Conv, avg_pool_same, resize_linear_tf1
 from .architecture import (
     BLOCK_KERNEL,
     INITIAL_KERNEL,
@@ -41,7 +41,7 @@ from .architecture import (
     merged_hyperparams,
     resolve,
 )
-from .resize import resize_linear_tf1
+
 
 
 class ConvBN(nn.Module):

@@ -1,0 +1,14 @@
+"""Training and fine-tuning with NiftyNet 0.6.0's semantics, in PyTorch.
+
+* :mod:`.optimisers`: NiftyNet's optimisers as TensorFlow 1's kernels compute them;
+* :mod:`.losses`: ``niftynet/layer/loss_segmentation.py``'s losses;
+* :mod:`.batchnorm`: batch norm in training mode, TF's zero-debiased moving averages;
+* :mod:`.state`: every training variable under NiftyNet's name (model, slots, beta powers,
+  debias accumulators): restore by ``vars_to_restore``, freeze by ``vars_to_freeze``, write checkpoints;
+* :mod:`.loop`: one training step;
+* :mod:`.settings`, :mod:`.data`, :mod:`.run`: the ``[TRAINING]`` section, the volumes and uniform
+  windows, ``niftyport train`` (what is not supported yet is refused by name).
+
+Layouts: torch's ``(N, C, X, Y, Z)`` for tensors given to the network and
+losses; NiftyNet's ``(N, X, Y, Z, C)`` where a docstring says so.
+"""
