@@ -137,7 +137,8 @@ def test_training_section_is_accepted(tmp_path):
 
 
 @pytest.mark.parametrize("segmentation,pattern", [
-    ("image = T1, T2\nnum_classes = 3\n[T2]", "exactly one image modality is supported"),
+    ("image = T1, T2\nnum_classes = 3", r"image = 'T2': no such input section; did you mean 'T1'\?"),
+    ("image = T1, T1\nnum_classes = 3", r"image = 'T1, T1': names \[T1\] more than once"),
     ("image = T2\nnum_classes = 3", r"image = 'T2': no such input section; did you mean 'T1'\?"),
     ("num_classes = 3", "names no input section"),
     ("image = T1", r"num_classes = -1: must be at least 2"),
@@ -146,6 +147,18 @@ def test_image_modality_checks(tmp_path, segmentation, pattern):
     text = f"[SEGMENTATION]\n{segmentation}\n[T1]\n"
     with pytest.raises(ConfigError, match=pattern):
         load_config(write(tmp_path, text), niftynet_home=tmp_path)
+
+
+def test_several_image_modalities_keep_their_order_and_their_own_sections(tmp_path):
+    text = ("[SEGMENTATION]\nimage = T2, T1\nnum_classes = 3\n"
+            "[T1]\ninterp_order = 0\naxcodes = (R, A, S)\nspatial_window_size = (16, 16, 16)\n"
+            "[T2]\ninterp_order = 3\npixdim = (2, 2, 2)\nspatial_window_size = (24, 24, 24)\n")
+    cfg = load_config(write(tmp_path, text), niftynet_home=tmp_path)
+    assert cfg.modalities == ("T2", "T1") and cfg.modality == "T2" and cfg.image.name == "T2"
+    assert [s.interp_order for s in cfg.images] == [3, 0]
+    assert cfg.images[0].pixdim == (2.0, 2.0, 2.0) and cfg.images[1].axcodes == ("R", "A", "S")
+    # NiftyNet's window of the stacked image is the last modality's
+    assert cfg.section_window == (16, 16, 16) == cfg.spatial_window_size
 
 
 def test_missing_segmentation_section_and_bad_files(tmp_path):

@@ -247,3 +247,13 @@ def test_export_writes_what_niftynet_restores(third_party_pth, checkpoint_prefix
 def test_export_weights_only(third_party_pth, tmp_path):
     prefix = export_niftynet(load_state_dict(third_party_pth), tmp_path / "m", debias_variables=False)
     assert len(read_checkpoint(prefix).variables) == 105
+
+
+def test_regression_scalar_tensors_keep_their_empty_shape_in_safetensors(tmp_path):
+    # np.ascontiguousarray turns a 0-d array into shape (1,): batch norm's num_batches_tracked
+    # then no longer loaded into the module it came from
+    path = save_safetensors({"n": torch.tensor(3), "w": torch.ones(2)}, tmp_path / "s.safetensors")
+    from safetensors.numpy import load_file
+
+    loaded = load_file(str(path))
+    assert loaded["n"].shape == () and int(loaded["n"]) == 3 and loaded["w"].shape == (2,)

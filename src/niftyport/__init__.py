@@ -18,6 +18,7 @@ _EXPORTS = {
     "load_niftynet_weights": "weights",
     "load_weights": "weights",
     "parcellate": "segmentation.pipeline",
+    "segment": "segmentation.application",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -515,3 +515,50 @@ def save_labels(path: str | os.PathLike, labels: np.ndarray, affine: np.ndarray,
     chosen = format or label_format(path, inputs)
     _write_image(label_image(labels, affine, header_like, format=chosen, description=description), path)
     return path
+
+
+def output_image(output: np.ndarray, affine: np.ndarray, header_like=None, *,
+                 description: str = "") -> nib.Nifti1Image:
+    """A segmentation output as NiftyNet's ``save_volume_5d`` builds it, in memory (NIfTI-1).
+
+    ``output``: integer labels ``(X, Y, Z)`` (written int32, as :func:`label_image`),
+    or float maps ``(X, Y, Z, 1, K)`` (NiftyNet's 5-D layout, one channel per
+    class; written float32; trailing length-1 axes dropped as NiftyNet
+    squeezes them); ``affine``: ``(4, 4)`` voxel -> RAS+ mm. A fresh header
+    (sform code 2, qform code 0), the spatial/time units of a NIfTI
+    ``header_like``, ``description`` in ``descrip``.
+    """
+    output = np.asarray(output)
+    if output.dtype.kind in "biu":
+        if output.ndim != 3:
+            raise ImageError(f"labels must be 3-D, got shape {output.shape}")
+        return label_image(output, affine, header_like, description=description)
+    if output.dtype.kind != "f" or output.ndim not in (3, 4, 5):
+        raise ImageError(f"an output must be integer labels or float maps, got {output.dtype} {output.shape}")
+    shape = output.shape
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    img = nib.Nifti1Image(output.astype(np.float32).reshape(shape), np.asarray(affine, dtype=np.float64))
+    img.set_data_dtype(np.float32)
+    if header_like is not None and "xyzt_units" in header_like:
+        img.header["xyzt_units"] = header_like["xyzt_units"]
+    if description:
+        img.header["descrip"] = description.encode("ascii")[:80]
+    return img
+
+
+def save_image(path: str | os.PathLike, img: nib.Nifti1Image, *,
+               input_paths: Iterable[str | os.PathLike] = ()) -> Path:
+    """Write a NIfTI ``img`` to ``path`` (``.nii`` or ``.nii.gz``) atomically, never over one of ``input_paths``."""
+    path = check_nifti_name(path)
+    check_outputs([path], input_paths)
+    _write_image(img, path)
+    return path
+
+
+def check_nifti_name(path: str | os.PathLike) -> Path:
+    """``path`` if it names a NIfTI file (``.nii``, ``.nii.gz``), else :class:`ImageError`."""
+    path = Path(path)
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        raise ImageError(f"{path}: segmentation outputs are written as NIfTI; name the file .nii.gz or .nii")
+    return path

@@ -84,7 +84,7 @@ def write_safetensors(tensors: Mapping[str, np.ndarray], path: str | os.PathLike
 
     arrays = {}
     for name, value in tensors.items():
-        array = np.ascontiguousarray(value)
+        array = np.ascontiguousarray(value).reshape(np.shape(value))  # ascontiguousarray makes 0-d arrays 1-d
         if array.dtype.byteorder == ">":
             array = array.astype(array.dtype.newbyteorder("<"))
         arrays[name] = array

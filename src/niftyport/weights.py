@@ -336,7 +336,9 @@ def load_network_state(model: torch.nn.Module, spec: NetworkSpec,
 
 def _numpy_tensors(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Contiguous numpy copies of torch tensors or arrays (values and dtypes unchanged, bfloat16 kept)."""
-    return {key: np.ascontiguousarray(to_numpy(value)) for key, value in state_dict.items()}
+    def contiguous(array: np.ndarray) -> np.ndarray:  # ascontiguousarray makes 0-d arrays 1-d: keep the shape
+        return np.ascontiguousarray(array).reshape(array.shape)
+    return {key: contiguous(to_numpy(value)) for key, value in state_dict.items()}
 
 
 def save_safetensors(state_dict: Mapping[str, Any], path: str | os.PathLike) -> Path:

@@ -28,8 +28,11 @@ Paths are resolved as NiftyNet's launcher does (``niftynet/__init__.py``,
 Departures from NiftyNet, all stricter: a key is accepted only in its own
 section (NiftyNet accepts any known key anywhere and ignores it); a section
 that is neither a NiftyNet section nor an input named in ``[SEGMENTATION]``
-is an error; ``model_dir`` is never imported as a Python module; only one
-image modality and the nibabel loader are supported. Every problem raises
+is an error; ``model_dir`` is never imported as a Python module; only the
+nibabel loader is supported; an image section named twice in
+``[SEGMENTATION] image`` is an error. Several image modalities
+(``image = T1, T2``) are the network's input channels in that order, each
+section with its own ``axcodes``, ``pixdim``, ``interp_order``. Every problem raises
 :class:`~niftyport.errors.ConfigError` naming the file, section, key and
 value, with the closest valid key or value.
 """
@@ -434,12 +437,24 @@ _SECTIONS: dict[str, type[_Section]] = {
 _UNUSED_SECTIONS = {"TRAINING": TRAINING_KEYS, "EVALUATION": EVALUATION_KEYS}
 
 
+def _check_image_names(images: Sequence[str]) -> None:
+    """At least one image modality, each named once (NiftyNet would stack a repeated one twice)."""
+    if not images:
+        raise ConfigError(_message("SEGMENTATION", "image", "", "names no input section"))
+    repeated = sorted({name for name in images if images.count(name) > 1})
+    if repeated:
+        raise ConfigError(_message("SEGMENTATION", "image", ", ".join(images),
+                                   f"names [{repeated[0]}] more than once"))
+
+
 @dataclass(frozen=True)
 class Config:
     """A parsed NiftyNet segmentation config (frozen; use :meth:`replace` to change it).
 
-    ``inputs``: the input sections by name; :attr:`image` is the image
-    modality (exactly one is supported). ``training``/``evaluation``: raw
+    ``inputs``: the input sections by name; :attr:`images` are the image
+    modalities in ``[SEGMENTATION] image`` order (the network's input
+    channels), :attr:`image` the first of them (NiftyNet writes outputs with
+    its geometry). ``training``/``evaluation``: raw
     strings of those sections. ``source``: the ``.ini`` path, or ``None``
     for the built-in model-zoo config. ``niftynet_home``: the folder used
     to resolve relative paths.
@@ -459,31 +474,45 @@ class Config:
         for name in ("inputs", "training", "evaluation"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
         images = self.segmentation.image
-        if len(images) != 1:
-            raise ConfigError(_message("SEGMENTATION", "image", ", ".join(images),
-                                       "exactly one image modality is supported"
-                                       if images else "names no input section"))
-        if images[0] not in self.inputs:
-            raise ConfigError(_message("SEGMENTATION", "image", images[0],
-                                       "no such input section", tuple(self.inputs)))
+        _check_image_names(images)
+        for image in images:
+            if image not in self.inputs:
+                raise ConfigError(_message("SEGMENTATION", "image", image,
+                                           "no such input section", tuple(self.inputs)))
         if self.segmentation.num_classes < 2:
             raise ConfigError(_message("SEGMENTATION", "num_classes", self.segmentation.num_classes,
                                        "must be at least 2"))
 
     @property
     def modality(self) -> str:
-        """Name of the image input section, e.g. ``'Modality0'``."""
+        """Name of the (first) image input section, e.g. ``'Modality0'``."""
         return self.segmentation.image[0]
 
     @property
     def image(self) -> InputSection:
-        """The image input section (pixdim, axcodes, interp_order ...)."""
+        """The (first) image input section (pixdim, axcodes, interp_order ...)."""
         return self.inputs[self.modality]
 
     @property
+    def modalities(self) -> tuple[str, ...]:
+        """Names of the image input sections, in ``[SEGMENTATION] image`` order (the channels' order)."""
+        return tuple(self.segmentation.image)
+
+    @property
+    def images(self) -> tuple[InputSection, ...]:
+        """The image input sections, one per modality, in :attr:`modalities` order."""
+        return tuple(self.inputs[name] for name in self.modalities)
+
+    @property
+    def section_window(self) -> tuple[int, ...]:
+        """The window of the image sections: NiftyNet takes the *last* modality's
+        (``engine/image_window.py``, ``_read_window_sizes``); the resize sampler uses it."""
+        return self.images[-1].spatial_window_size
+
+    @property
     def spatial_window_size(self) -> tuple[int, ...]:
-        """The inference window: ``[INFERENCE]``'s if set, else the image section's (as NiftyNet)."""
-        return self.inference.spatial_window_size or self.image.spatial_window_size
+        """The grid sampler's window: ``[INFERENCE]``'s if set, else :attr:`section_window` (as NiftyNet)."""
+        return self.inference.spatial_window_size or self.section_window
 
     def replace(self, **overrides: Any) -> "Config":
         """A copy with some values changed, validated like the file's.
@@ -677,13 +706,11 @@ def _build(sections: dict[str, dict[str, str]], *, source: str, config_path: Pat
             parsed[_ATTR[name]] = cls(**values)
         segmentation: SegmentationSection = parsed["segmentation"]
         images = segmentation.image
-        if len(images) != 1:
-            raise ConfigError(_message("SEGMENTATION", "image", ", ".join(images),
-                                       "exactly one image modality is supported"
-                                       if images else "names no input section"))
-        if images[0] not in sections:
-            others = [n for n in sections if n not in _SECTIONS and n not in _UNUSED_SECTIONS]
-            raise ConfigError(_message("SEGMENTATION", "image", images[0], "no such input section", others))
+        _check_image_names(images)
+        for image in images:
+            if image not in sections:
+                others = [n for n in sections if n not in _SECTIONS and n not in _UNUSED_SECTIONS]
+                raise ConfigError(_message("SEGMENTATION", "image", image, "no such input section", others))
         named = {n for key in INPUT_NAMES for n in getattr(segmentation, key)}
         inputs: dict[str, InputSection] = {}
         unused: dict[str, dict[str, str]] = {}

@@ -173,7 +173,8 @@ class _Convolutions:
 # --- the network on one region ----------------------------------------------------------------
 
 def _is_highres(model: torch.nn.Module) -> bool:
-    return isinstance(model, HighRes3DNet)
+    """HighRes3DNet with ReLU: what the region engine computes (its trunk and head apply ReLU)."""
+    return isinstance(model, HighRes3DNet) and getattr(model, "acti_func", "relu") == "relu"
 
 
 def _convs_in_order(model: HighRes3DNet) -> list[torch.nn.Conv3d]:

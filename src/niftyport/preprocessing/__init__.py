@@ -30,7 +30,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ..config import Config
+from ..config import Config, InputSection
 from .histogram import read_landmarks, standardise
 from ..image_io import load_image
 from .masking import foreground_mask, fuse_masks
@@ -96,15 +96,15 @@ def _source(image: str | os.PathLike | nib.spatialimages.SpatialImage) -> Path |
 
 
 def load_and_resample(image: str | os.PathLike | nib.spatialimages.SpatialImage, config: Config, *,
-                      max_bytes: int | None = None) -> Loaded:
+                      section: InputSection | None = None, max_bytes: int | None = None) -> Loaded:
     """Read a scan and bring it to the config's orientation and voxel size.
 
     ``image``: a path to any volume nibabel reads (NIfTI, MGH/MGZ, Analyze)
     or a nibabel image (validated by :func:`~niftyport.image_io.load_image`,
-    with ``max_bytes`` as its memory budget). Uses ``config.image``'s
-    ``axcodes``, ``pixdim`` and ``interp_order``; reorientation happens
-    before resampling, with the voxel sizes permuted accordingly, as in
-    NiftyNet.
+    with ``max_bytes`` as its memory budget). Uses the ``axcodes``,
+    ``pixdim`` and ``interp_order`` of ``section`` (default: ``config.image``,
+    the first image modality); reorientation happens before resampling,
+    with the voxel sizes permuted accordingly, as in NiftyNet.
     """
     img = load_image(image, max_bytes=max_bytes)
     affine = np.array(img.affine, dtype=np.float64)
@@ -113,7 +113,7 @@ def load_and_resample(image: str | os.PathLike | nib.spatialimages.SpatialImage,
     pixdim = tuple(float(z) for z in img.header.get_zooms()[:3])
     data = np.asanyarray(img.dataobj).astype(np.float32)  # order 'K': layout kept, as NiftyNet
     original_shape = tuple(int(n) for n in data.shape)
-    section = config.image
+    section = config.image if section is None else section
     current_pixdim = pixdim
     if section.axcodes:
         data = reorient(data, axcodes, section.axcodes)
@@ -209,3 +209,42 @@ def restore_to_input_space(labels_padded: np.ndarray, loaded: Loaded, config: Co
     if out_axcodes:
         labels = reorient(labels, out_axcodes, loaded.axcodes)
     return np.ascontiguousarray(labels, dtype=np.int32)
+
+
+def restore_output(output_padded: np.ndarray, loaded: Loaded, config: Config) -> np.ndarray:
+    """Any network output, labels or per-class maps, from the padded network space to the scan's grid.
+
+    What NiftyNet's aggregators do before writing (``PadLayer.inverse_op``,
+    then ``niftynet/io/misc_io.py``: ``save_data_array``): un-pad, resample
+    each channel back to the original shape with
+    ``config.inference.output_interp_order``, reorient back to the file's axis codes.
+
+    ``output_padded``: ``(X + 2p, Y + 2p, Z + 2p)`` or ``(X + 2p, Y + 2p, Z + 2p, K)``
+    (channels last), any dtype, in the loaded space of ``loaded`` (for several
+    modalities, the first one's: NiftyNet writes with the first file's geometry).
+    Returns ``loaded.original_shape`` (``+ (K,)``) in the file's voxel order,
+    same dtype, C-contiguous. :func:`restore_to_input_space` is the int32 labels case.
+    """
+    out = np.asarray(output_padded)
+    if out.ndim not in (3, 4):
+        raise ValueError(f"output of shape {out.shape}: expected (X, Y, Z) or (X, Y, Z, K)")
+    net = config.network
+    widths = pad_widths(loaded.data.shape, net.volume_padding_size, net.volume_padding_to_size)
+    expected = tuple(n + a + b for n, (a, b) in zip(loaded.data.shape, widths))
+    if out.shape[:3] != expected:
+        raise ValueError(f"output shape {out.shape} is not the padded shape {expected}")
+    out = unpad(out, widths)
+    out_axcodes, out_pixdim = loaded.output_axcodes, loaded.output_pixdim
+    shape = tuple(loaded.original_shape)
+    if out_axcodes:
+        shape = permute_like(shape, loaded.axcodes, out_axcodes)
+    if out_pixdim:
+        order = config.inference.output_interp_order
+        if out.ndim == 3:
+            out = resample_to_shape(out, shape, loaded.pixdim, order=order)
+        else:
+            out = np.stack([resample_to_shape(out[..., k], shape, loaded.pixdim, order=order)
+                            for k in range(out.shape[-1])], axis=-1)
+    if out_axcodes:
+        out = reorient(out, out_axcodes, loaded.axcodes)
+    return np.ascontiguousarray(out)

@@ -85,6 +85,9 @@ def resolve_config(config: str | os.PathLike | Config | None = None, *,
     if name not in SUPPORTED_NETWORKS:
         raise ConfigError(f"{cfg.source or 'config'}: [NETWORK] name = {cfg.network.name!r} is not "
                           f"supported; niftyport runs {', '.join(SUPPORTED_NETWORKS)}")
+    if len(cfg.modalities) != 1:
+        raise ConfigError(f"{cfg.source or 'config'}: [SEGMENTATION] image = {', '.join(cfg.modalities)}: "
+                          "parcellation takes one image modality; 'niftyport segment' runs several")
     if not cfg.spatial_window_size:
         raise ConfigError(f"{cfg.source or 'config'}: no spatial_window_size in [INFERENCE] "
                           f"or [{cfg.modality}]")
