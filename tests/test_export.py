@@ -142,6 +142,20 @@ def test_torchscript_guard_refuses_sizes_niftynet_refuses(tmp_path):
         assert torch.equal(loaded(x), _eager(source, x))
 
 
+def test_torchscript_of_tf1_resizes_takes_other_sizes(tmp_path):
+    """Regression: TF1's resize index lists were traced as constants, valid for the traced size only."""
+    from niftyport.export.torchscript import export_torchscript
+
+    if "nonewnet" not in networks.names():
+        pytest.skip("No New-Net not registered")
+    source, shape = _case(networks.get("nonewnet"))
+    meta = export_torchscript(source, tmp_path / "model.ts", shape=shape)
+    assert meta["export"]["check"]["size_independent"]
+    x = _input(source, (32, 48, 16), seed=6)
+    with torch.no_grad():
+        assert torch.equal(torch.jit.load(str(tmp_path / "model.ts"))(x), _eager(source, x))
+
+
 def test_torchscript_loads_without_niftyport(tmp_path):
     from niftyport.export.torchscript import export_torchscript
 

@@ -5,11 +5,11 @@ layout ``(N, C, X, Y, Z)`` float32 and returns the network's output in the
 same layout, bit for bit what eager PyTorch computes on the same machine
 and threads (no freezing, no fusion: the traced graph runs the eager ops).
 
-Tracing keeps the operations of one input size. Most networks' graphs do
-not depend on the size (their pads are the same for every valid size), and
-the export proves it on a second valid size; a graph that does (No New-Net
-and DenseVNet: TF1's resizes gather voxels by index lists made for one size)
-is kept for the traced size only, and the guard refuses any other.
+Tracing keeps the operations of one input size. The networks' graphs do
+not depend on the size (their pads are the same for every valid size; TF1's
+resizes compute their index lists from the traced sizes), and the export
+checks it on a second valid size; a graph that does depend on it is kept
+for the traced size only, and the guard refuses any other.
 Metadata: the extra file ``niftyport.json`` (:mod:`.metadata`)::
 
     extra = {"niftyport.json": ""}
@@ -134,7 +134,7 @@ def to_torchscript(source: ExportSource, shape: Sequence[int] | None = None) -> 
     minimum = [r.minimum for r in rules] if any_size else list(shape)
     step = [r.step for r in rules] if any_size else [0] * len(shape)
     rule = (f"{spec.name} takes sides " + ", ".join(r.text() for r in rules) if any_size else
-            f"this export was traced for spatial shape {shape} only (its resizes depend on the size); "
+            f"this export was traced for spatial shape {shape} only (its graph depends on the size); "
             f"export again with another --input-shape")
     guarded = torch.jit.script(SizeGuard(traced, source.build.in_channels, minimum, step, rule))
     if not _same(guarded, expected, x):

@@ -160,6 +160,27 @@ def _linear_axis(x: torch.Tensor, axis: int, new_size: int) -> torch.Tensor:
     return low + (high - low) * frac_t
 
 
+def _linear_axis_traced(x: torch.Tensor, axis: int, new_size) -> torch.Tensor:
+    """:func:`_linear_axis` for ``torch.jit.trace``: the index lists made by torch from the (traced) sizes.
+
+    While tracing, sizes are tensors; computing ``src``, ``lo``, ``hi`` and
+    ``frac`` with torch keeps them so, and the traced graph resizes any size.
+    The same float32 operations as :func:`_linear_axis`: the same bits.
+    """
+    old = torch.as_tensor(x.shape[axis])
+    new = torch.as_tensor(new_size)
+    if bool(old == new):
+        return x
+    scale = old.to(torch.float32) / new.to(torch.float32)
+    src = torch.arange(new, dtype=torch.float32, device=x.device) * scale
+    lo = torch.floor(src).to(torch.int64)
+    hi = torch.minimum(lo + 1, old.to(x.device) - 1)
+    frac = (src - lo.to(torch.float32)).to(x.dtype).reshape([1] * axis + [-1] + [1] * (x.dim() - axis - 1))
+    lead = (slice(None),) * axis
+    low, high = x[lead + (lo,)], x[lead + (hi,)]
+    return low + (high - low) * frac
+
+
 def resize_linear_tf1(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """NiftyNet's ``LinearResizeLayer``: TF1 ``resize_bilinear`` (legacy sampling) on 2-D or 3-D maps.
 
@@ -175,6 +196,10 @@ def resize_linear_tf1(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """
     if torch.compiler.is_exporting():  # torch.export (ONNX): sizes may be symbolic; one op (_resize_tf1_op)
         return x if list(x.shape[2:]) == list(size) else _resize_tf1_op(x, list(size))
+    if torch.jit.is_tracing():  # TorchScript: sizes are traced tensors; keep them so
+        for axis in reversed(range(2, x.dim())):
+            x = _linear_axis_traced(x, axis, size[axis - 2])
+        return x
     size = tuple(int(n) for n in size)
     if tuple(x.shape[2:]) == size:
         return x
