@@ -112,11 +112,11 @@ def _network_line(names: list[str], network: str) -> str:
         return (f"network: {spec.name} ({spec.niftynet_class}, acti_func {acti}): its NiftyNet rules map "
                 f"all {len(names)} model variables")
     spec = networks.get(network)
-    for acti in ("relu", *sorted(set(networks.ACTI_FUNCS) - {"relu"})):
-        rules = spec.rules(networks.scope_of(names, spec), acti_func=acti)
-        missed = [n for n in names if not rules.covers(n)]
-        if not missed:
-            return f"network: {spec.name} (acti_func {acti}): its NiftyNet rules map all {len(names)} model variables"
+    acti = networks.activation_fitting(spec, names)
+    if acti is not None:
+        return f"network: {spec.name} (acti_func {acti}): its NiftyNet rules map all {len(names)} model variables"
+    rules = spec.rules(networks.scope_of(names, spec))
+    missed = [n for n in names if not rules.covers(n)] or names
     raise NetworkError(f"{spec.name}'s NiftyNet rules do not map {len(missed)} of the {len(names)} model "
                        f"variables, e.g. {missed[0]!r} (try --network auto)")
 

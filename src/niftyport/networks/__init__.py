@@ -208,25 +208,33 @@ def load(name: str, weights: str | os.PathLike | Mapping[str, Any], *, num_class
     return load_network_state(model, get(name), weights)
 
 
+def activation_fitting(spec: NetworkSpec, variable_names: Sequence[str]) -> str | None:
+    """The activation under which ``spec``'s NiftyNet rules map every one of these names, or None.
+
+    Tries ``relu`` first, then each activation whose name appears in the
+    variable names (NiftyNet puts it into layer scopes, e.g. ``conv_0_bn_prelu``).
+    """
+    names_ = list(variable_names)
+    if not names_:
+        return None
+    text = "\n".join(names_)
+    scope = scope_of(names_, spec)
+    for acti in ("relu", *(a for a in ACTI_FUNCS if a != "relu" and a in text)):
+        rules = spec.rules(scope, acti_func=acti)
+        if all(rules.covers(n) for n in names_):
+            return acti
+    return None
+
+
 def detect(variable_names: Sequence[str]) -> tuple[NetworkSpec, str]:
     """The network (and activation) whose NiftyNet rules map every model variable (``--network auto``).
 
-    Tries each registered network's rules, at the checkpoint's scope and for
-    each activation whose name appears in the variable names (``relu`` always),
-    and keeps those that map every name; when several networks do, the one
-    whose default scope is the checkpoint's wins. Returns ``(spec, acti_func)``.
+    Keeps the networks for which :func:`activation_fitting` finds an
+    activation; when several do, the one whose default scope is the
+    checkpoint's wins. Returns ``(spec, acti_func)``.
     """
     names_ = list(variable_names)
-    text = "\n".join(names_)
-    actis = ["relu", *(a for a in ACTI_FUNCS if a != "relu" and a in text)]
-    fits = []
-    for spec in specs():
-        scope = scope_of(names_, spec)
-        for acti in actis:
-            rules = spec.rules(scope, acti_func=acti)
-            if names_ and all(rules.covers(n) for n in names_):
-                fits.append((spec, acti))
-                break
+    fits = [(spec, acti) for spec in specs() if (acti := activation_fitting(spec, names_)) is not None]
     if not fits:
         raise NetworkError("no registered network's NiftyNet names match this checkpoint "
                            f"(first variable: {names_[0] if names_ else 'none'})")
@@ -248,5 +256,5 @@ def divisible_by(multiple: int, what: str) -> Callable[[Sequence[int]], None]:
     return check
 
 
-__all__ = ["NetworkSpec", "Pretrained", "build", "detect", "divisible_by", "get", "load", "names", "scope_of", "specs"]
+__all__ = ["NetworkSpec", "Pretrained", "activation_fitting", "build", "detect", "divisible_by", "get", "load", "names", "scope_of", "specs"]
 

@@ -27,22 +27,18 @@ ALIASES = {"gif": "highres3dnet"}
 #: The header description niftyport writes: ``niftyport <network> labels``.
 _DESCRIPTION = re.compile(r"niftyport (\w+) labels")
 
-_NIFTI_SUFFIXES = (".nii.gz", ".nii", ".mgz", ".mgh", ".img", ".hdr")
-
-
 def description_for(network: str) -> str:
     """The header description of a label map made by ``network`` (NIfTI ``descrip``, 80 bytes at most)."""
     return f"niftyport {network} labels"
 
 
 def sibling_table_path(label_path: str | os.PathLike) -> Path:
-    """``dir/t1_parcellation.nii.gz`` -> ``dir/t1_parcellation.ctbl``."""
+    """``dir/t1_parcellation.nii.gz`` -> ``dir/t1_parcellation.ctbl`` (any volume extension nibabel writes)."""
+    from ..image_io import image_suffix
+
     path = Path(label_path)
-    name = path.name
-    for suffix in _NIFTI_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return path.with_name(name[: -len(suffix)] + ".ctbl")
-    return path.with_suffix(".ctbl")
+    extension = image_suffix(path.name)
+    return path.with_name(path.name[: -len(extension)] + ".ctbl") if extension else path.with_suffix(".ctbl")
 
 
 def network_table(name: str) -> ColorTable:

@@ -8,6 +8,7 @@ their concatenation.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from ..naming import numbered, unique_names
 
 #: NiftyNet's ``d_factor``: the sub-sampling factor of the second pathway (odd).
 D_FACTOR = 3
@@ -23,23 +24,13 @@ HIDDEN_FC_FEATURES: tuple[int, ...] = (150, 150)
 MIN_SIDE_EXCLUSIVE = D_FACTOR * 2 * PATH_BORDER
 
 
-def numbered(base: str, index: int) -> str:
-    """TF's unique scope name of the ``index``-th layer called ``base``: ``base``, ``base_1``, ``base_2`` ..."""
-    return base if index == 0 else f"{base}_{index}"
-
-
 def fc_layer_names(num_classes: int) -> list[str]:
     """NiftyNet's scope names of the 1x1x1 layers, ``_bn_<acti>`` left out.
 
     >>> fc_layer_names(5), fc_layer_names(150)[-1]
     (['conv_1x1x1_150', 'conv_1x1x1_150_1', 'conv_1x1x1_5'], 'conv_1x1x1_150_2')
     """
-    names, seen = [], {}
-    for width in (*HIDDEN_FC_FEATURES, num_classes):
-        base = f"conv_1x1x1_{width}"
-        names.append(numbered(base, seen.get(base, 0)))
-        seen[base] = seen.get(base, 0) + 1
-    return names
+    return unique_names(f"conv_1x1x1_{width}" for width in (*HIDDEN_FC_FEATURES, num_classes))
 
 
 def path_layer_names(pathway: str) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from ..naming import positive_widths, unique_names
 
 #: NiftyNet's ``UNet3D.n_features`` (no_new_net.py).
 DEFAULT_N_FEATURES: tuple[int, ...] = (30, 60, 120, 240, 480)
@@ -49,26 +50,17 @@ def _convs(in_channels: int, widths: Sequence[int], kernels: Sequence[int]) -> t
 
     As NiftyNet's ``UNetBlock`` decides it, a layer with kernel 1 has no norm and no activation.
     """
-    seen: dict[str, int] = {}
+    bases = [f"{w}_in" if k > 1 else f"{w}" for w, k in zip(widths, kernels)]
     convs = []
-    for width, kernel in zip(widths, kernels):
-        normed = kernel > 1
-        base = f"{width}_in" if normed else f"{width}"
-        count = seen.get(base, 0)
-        seen[base] = count + 1
-        convs.append(ConvSpec(base if count == 0 else f"{base}_{count}", in_channels, width, kernel, normed))
+    for name, width, kernel in zip(unique_names(bases), widths, kernels):
+        convs.append(ConvSpec(name, in_channels, width, kernel, kernel > 1))
         in_channels = width
     return tuple(convs)
 
 
 def check_n_features(n_features: Sequence[int]) -> tuple[int, ...]:
     """``n_features`` as a tuple of 5 positive ints, or :class:`~niftyport.errors.NetworkError`."""
-    from ...errors import NetworkError
-
-    values = tuple(int(n) for n in n_features)
-    if len(values) != 5 or min(values) < 1:
-        raise NetworkError(f"No New-Net's n_features needs 5 positive widths, got {list(n_features)}")
-    return values
+    return positive_widths(n_features, 5, "No New-Net's n_features")
 
 
 def blocks(in_channels: int, num_classes: int,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from ..naming import positive_widths, unique_names
 
 #: NiftyNet's ``UNet3D.n_features``.
 DEFAULT_N_FEATURES: tuple[int, ...] = (32, 64, 128, 256, 512)
@@ -53,25 +54,16 @@ UP_KEY = "up_2x2_bn"
 
 def _convs(in_channels: int, widths: Sequence[int], kernels: Sequence[int]) -> tuple[ConvSpec, ...]:
     """Convs of one block in order, keyed as TensorFlow uniquifies the names in a scope."""
-    seen: dict[str, int] = {}
     convs = []
-    for width, kernel in zip(widths, kernels):
-        base = f"{width}_bn"
-        count = seen.get(base, 0)
-        seen[base] = count + 1
-        convs.append(ConvSpec(base if count == 0 else f"{base}_{count}", in_channels, width, kernel))
+    for name, width, kernel in zip(unique_names(f"{w}_bn" for w in widths), widths, kernels):
+        convs.append(ConvSpec(name, in_channels, width, kernel))
         in_channels = width
     return tuple(convs)
 
 
 def check_n_features(n_features: Sequence[int]) -> tuple[int, ...]:
     """``n_features`` as a tuple of 5 positive ints, or :class:`~niftyport.errors.NetworkError`."""
-    from ...errors import NetworkError
-
-    values = tuple(int(n) for n in n_features)
-    if len(values) != 5 or min(values) < 1:
-        raise NetworkError(f"UNet3D's n_features needs 5 positive widths, got {list(n_features)}")
-    return values
+    return positive_widths(n_features, 5, "UNet3D's n_features")
 
 
 def blocks(in_channels: int, num_classes: int,

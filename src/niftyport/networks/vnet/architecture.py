@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from ..naming import positive_widths
 
 #: NiftyNet's ``VNet.n_features``.
 DEFAULT_N_FEATURES: tuple[int, ...] = (16, 32, 64, 128, 256)
@@ -54,12 +55,7 @@ class BlockSpec:
 
 def check_n_features(n_features: Sequence[int]) -> tuple[int, ...]:
     """``n_features`` as a tuple of 5 positive ints, or :class:`~niftyport.errors.NetworkError`."""
-    from ...errors import NetworkError
-
-    values = tuple(int(n) for n in n_features)
-    if len(values) != 5 or min(values) < 1:
-        raise NetworkError(f"VNet's n_features needs 5 positive widths, got {list(n_features)}")
-    return values
+    return positive_widths(n_features, 5, "VNet's n_features")
 
 
 def blocks(in_channels: int, num_classes: int,
