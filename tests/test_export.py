@@ -262,8 +262,20 @@ def test_pretrained_highres3dnet_on_a_real_crop(tmp_path):
     from niftyport.export.onnx import export_onnx
 
     export_onnx(source, tmp_path / "model.onnx", shape=(24, 24, 24), check=False)
-    diff = _assert_close(_onnxruntime(tmp_path / "model.onnx", x), expected)
-    assert diff < 1e-4  # logits up to ~20: the bound above is relative
+    got = _onnxruntime(tmp_path / "model.onnx", x)
+    diff = _assert_close(got, expected)
+    assert diff < 1e-4  # logits up to ~28: the bound above is relative
+    # The absolute difference (~2e-5) is float32 rounding: against the same network in float64,
+    # onnxruntime is as close as eager PyTorch is, and the probabilities agree within 1e-5.
+    import copy
+
+    with torch.no_grad():
+        exact = copy.deepcopy(source.model).double()(x.double())
+    torch_error = (expected.double() - exact).abs().max().item()
+    onnx_error = (torch.from_numpy(got).double() - exact).abs().max().item()
+    assert onnx_error < 1.5 * torch_error < 4e-5, (onnx_error, torch_error)
+    probabilities = torch.softmax(torch.from_numpy(got).double(), 1) - torch.softmax(expected.double(), 1)
+    assert probabilities.abs().max().item() < 1e-5
 
 
 # --------------------------------------------------------------------------- the command line
