@@ -106,9 +106,6 @@ def check_config(config: Config) -> Config:
         spec = networks.get(name)
     except NetworkError as exc:
         raise ConfigError(f"{source}: [NETWORK] name = {name!r}: {exc}") from None
-    if spec.spatial_dims != 3:
-        raise ConfigError(f"{source}: [NETWORK] name = {name!r}: a {spec.spatial_dims}-D network; "
-                          "niftyport segment runs 3-D networks")
     sampling = config.network.window_sampling
     if sampling not in INFERENCE_SAMPLERS:
         raise ConfigError(f"{source}: [NETWORK] window_sampling = {sampling!r}: NiftyNet's segmentation "
@@ -121,11 +118,39 @@ def check_config(config: Config) -> Config:
     if not window:
         where = "the last image section" if sampling == "resize" else "[INFERENCE] or the last image section"
         raise ConfigError(f"{source}: no spatial_window_size in {where}")
+    dims = network_dims(config)
+    if spec.spatial_dims == 2 and dims != 2:
+        raise ConfigError(f"{source}: spatial_window_size {tuple(window)}: {spec.name} is a 2-D network; it takes "
+                          "windows (x, y, 1), one slice each (NiftyNet squeezes the window's length-1 z axis)")
+    if dims == 2 and min(window[:2]) == 1 or dims == 3 and 1 in window:
+        raise ConfigError(f"{source}: spatial_window_size {tuple(window)}: NiftyNet squeezes the length-1 axes of "
+                          f"a window, so {spec.name} would get a {sum(n > 1 for n in window)}-D input; "
+                          + ("2-D windows are (x, y, 1)" if dims == 2 else f"{spec.name} takes 3-D inputs"))
     try:
-        spec.validate_input(window)
+        spec.validate_input(window[:dims])
     except NiftyportError as exc:
         raise ConfigError(f"{source}: spatial_window_size {tuple(window)}: {exc}") from None
     return config
+
+
+def network_dims(config: Config) -> int:
+    """2 when the network runs on 2-D windows, else 3.
+
+    NiftyNet hands the network each window with its length-1 spatial axes
+    squeezed (``niftynet/io/misc_io.py``: ``squeeze_spatial_temporal_dim``,
+    applied by ``ImageWindowDataset.pop_batch_op``): a window ``(x, y, 1)``
+    -- ``spatial_window_size = (x, y)`` is padded with 1 to it -- reaches the
+    network as ``(N, x, y, M)``. That is how 2-D networks (``unet_2d``) run, on
+    2-D images and slice by slice on 3-D volumes, and how a network built
+    from its input's rank (DenseVNet, ``spatial_dims`` in niftyport) becomes 2-D.
+    """
+    from .. import networks
+
+    spec = networks.get(config.network.name)
+    window = inference_window(config)
+    if spec.spatial_dims == 2 or "spatial_dims" in spec.options:
+        return 2 if len(window) == 3 and window[2] == 1 else 3
+    return spec.spatial_dims
 
 
 def inference_window(config: Config) -> tuple[int, ...]:
@@ -195,11 +220,46 @@ def load_inputs(images, config: Config) -> tuple[Loaded, ...]:
     """
     images = check_count(images, config)
     names = config.modalities
-    loaded = tuple(load_and_resample(image, config, section=section)
+    planar = network_dims(config) == 2
+    loaded = tuple(load_and_resample(image, config, section=section, planar=planar)
                    for image, section in zip(images, config.images))
     check_same_grid([item.original_shape for item in loaded], names, what="file")
     check_same_grid([item.data.shape for item in loaded], names, what="resampled")
+    if loaded[0].original_shape[2] == 1:
+        check_planar_orientation(images, loaded, config)
     return loaded
+
+
+def _header_dims(image) -> int:
+    """Dimensions a file's header declares (NiftyNet's ``infer_ndims_from_file``)."""
+    img = image if isinstance(image, nib.spatialimages.SpatialImage) else nib.load(str(image))
+    try:
+        return int(img.header["dim"][0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return len(img.shape)
+
+
+def check_planar_orientation(images, loaded: tuple[Loaded, ...], config: Config) -> None:
+    """Refuse the 2-D inputs NiftyNet would write in another orientation than it read them.
+
+    NiftyNet never reorients an image of spatial rank 2 when reading it. A
+    single 2-D file (header ``dim[0] = 2``) becomes a ``SpatialImage2D``,
+    written back as read; anything else (a 3-D file of one slice, or several
+    modalities) becomes a ``SpatialImage3D``/``4D`` whose writer
+    (``misc_io.save_data_array``) does reorient the output from the
+    section's ``axcodes`` to the file's -- so where those differ, its labels
+    come out flipped or transposed against the image. Raises :class:`ConfigError`
+    there; its resampling back is the identity (the shapes agree), so
+    ``pixdim`` is harmless.
+    """
+    if len(images) == 1 and _header_dims(images[0]) == 2:
+        return
+    section, first = config.images[0], loaded[0]
+    if section.axcodes and tuple(section.axcodes) != tuple(first.axcodes):
+        raise ConfigError(f"{config.source or 'config'}: [{section.name}] axcodes = {tuple(section.axcodes)}: "
+                          f"the 2-D input {first.source or '<in-memory image>'} is {''.join(first.axcodes)}; "
+                          "NiftyNet would not reorient it but would reorient its output (set axcodes to the "
+                          "file's, remove them, or give one 2-D NIfTI file)")
 
 
 def load_network(config: Config, weights, *, in_channels: int, device: torch.device,
@@ -213,9 +273,11 @@ def load_network(config: Config, weights, *, in_channels: int, device: torch.dev
     from .. import networks
 
     source = default_weights(config) if weights is None else weights
+    options = dict(network_options or {})
+    if "spatial_dims" in networks.get(config.network.name).options:
+        options.setdefault("spatial_dims", network_dims(config))
     model = networks.load(config.network.name, source, num_classes=config.segmentation.num_classes,
-                          acti_func=config.network.activation_function, in_channels=in_channels,
-                          **dict(network_options or {}))
+                          acti_func=config.network.activation_function, in_channels=in_channels, **options)
     return model.to(device).eval()
 
 
@@ -235,12 +297,17 @@ def network_output(model: torch.nn.Module, volume: np.ndarray, config: Config, f
     """
     output = "probabilities" if config.segmentation.output_prob else "labels"
     window = inference_window(config)
+    border = tuple(config.inference.border)
+    if network_dims(config) == 2:
+        from ..inference.windows import PlanarNetwork
+
+        model = model if isinstance(model, PlanarNetwork) else PlanarNetwork(model)
     if INFERENCE_SAMPLERS[config.network.window_sampling] == "resize":
         from ..inference.resize import run_resized
 
         return run_resized(model, volume, window=window, interp_order=config.images[0].interp_order,
                            output_interp_order=config.inference.output_interp_order,
-                           border=tuple(config.inference.border), output=output, device=device)
+                           border=border, output=output, device=device)
     if _uses_fast_grid(model, config):
         from ..inference.engines import run_mode
 
@@ -249,7 +316,11 @@ def network_output(model: torch.nn.Module, volume: np.ndarray, config: Config, f
                         progress=progress, keep=scan_region(first, config))
     from ..inference.windows import run_windows
 
-    return run_windows(model, volume, window=window, border=tuple(config.inference.border),
+    if network_dims(config) == 2:
+        # NiftyNet's crop_batch shrinks only the output's own (x, y) axes; the z
+        # border changes nothing (windows one slice thick step by one slice either way)
+        border = border[:2] + (0,)
+    return run_windows(model, volume, window=window, border=border,
                        batch_size=config.network.batch_size, output=output,
                        num_classes=config.segmentation.num_classes, fill=config.inference.fill_constant,
                        device=device, progress=progress)
