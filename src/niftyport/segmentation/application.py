@@ -14,6 +14,9 @@ The config decides everything, as in NiftyNet
   ``weighted`` and ``balanced`` infer with the grid sampler and aggregator
   (:mod:`niftyport.inference.windows`), ``resize`` with the resize sampler and
   aggregator (:mod:`niftyport.inference.resize`);
+* 2-D networks (:func:`network_dims`): windows ``(x, y, 1)`` with their z
+  axis squeezed, as NiftyNet feeds them -- slice by slice on a volume, or on
+  a 2-D image, which NiftyNet neither reorients nor resamples;
 * the output: argmax labels (int32), or with ``output_prob`` the softmax
   probabilities (float32, NiftyNet's 5-D layout ``(X, Y, Z, 1, K)``), back
   on the first scan's grid and written with its affine; with
@@ -56,7 +59,9 @@ class Segmentation:
     ``output``: on the first scan's grid, in its voxel order -- int32
     labels ``(X, Y, Z)``, or float32 probabilities ``(X, Y, Z, 1, K)``
     (NiftyNet's layout: time axis, then one channel per class); write it
-    with ``affine`` (the first scan's, after NiftyNet's header repair).
+    with ``affine`` (the first scan's, after NiftyNet's header repair). A
+    2-D image has ``Z = 1`` here; :meth:`to_image` drops the trailing
+    length-1 axes as NiftyNet's writer does (labels ``(X, Y)``).
     ``loaded``: one :class:`~niftyport.preprocessing.Loaded` per modality.
     ``preprocessed``: the stacked ``(X', Y', Z', M)`` stages (``whitened``
     is the network input). ``output_padded``: the aggregated network output
@@ -77,13 +82,29 @@ class Segmentation:
     def is_probabilities(self) -> bool:
         return self.output.ndim == 5
 
-    def to_image(self) -> nib.Nifti1Image:
-        """The output as NiftyNet writes it: a fresh header from the affine; labels int32, probabilities float32."""
+    @property
+    def description(self) -> str:
+        """``niftyport <network> labels|probabilities``: the ``descrip`` of a NIfTI output."""
+        return f"niftyport {self.network} {'probabilities' if self.is_probabilities else 'labels'}"
+
+    def to_image(self, format: str = "nifti1") -> nib.spatialimages.SpatialImage:
+        """The output as NiftyNet writes it: a fresh header from the affine; labels int32, probabilities float32.
+
+        ``format``: NIfTI-1 (NiftyNet's) by default; any
+        :data:`~niftyport.image_io.LABEL_FORMATS` name (``'mgh'`` ...), see
+        :func:`~niftyport.image_io.output_image` for the shapes each holds.
+        """
         from ..image_io import output_image
 
-        kind = "probabilities" if self.is_probabilities else "labels"
-        return output_image(self.output, self.affine, self.loaded[0].header,
-                            description=f"niftyport {self.network} {kind}")
+        return output_image(self.output, self.affine, self.loaded[0].header, description=self.description,
+                            format=format)
+
+    def save(self, path: str | os.PathLike, *, input_paths=()) -> Path:
+        """Write the output atomically in the format of ``path`` (``.nii.gz``, ``.mgz`` ...), never over an input."""
+        from ..image_io import save_output
+
+        return save_output(path, self.output, self.affine, self.loaded[0].header, description=self.description,
+                           input_paths=input_paths)
 
 
 # --- the config ---------------------------------------------------------------------------------
@@ -91,10 +112,11 @@ class Segmentation:
 def check_config(config: Config) -> Config:
     """Refuse, with the file, section and key, what ``net_segment inference`` cannot run; returns ``config``.
 
-    Checks: the network is registered and 3-D, ``window_sampling`` has an
+    Checks: the network is registered, ``window_sampling`` has an
     inference sampler (``patch`` has none in NiftyNet's segmentation
     application), no image section has a ``csv_data_file``, and the window the
-    sampler uses is set and fits the network.
+    sampler uses is set and fits the network: ``(x, y, 1)`` for a 2-D
+    network, no length-1 side for a 3-D one (NiftyNet would squeeze it).
     """
     from .. import networks
 
@@ -127,7 +149,10 @@ def check_config(config: Config) -> Config:
                           f"a window, so {spec.name} would get a {sum(n > 1 for n in window)}-D input; "
                           + ("2-D windows are (x, y, 1)" if dims == 2 else f"{spec.name} takes 3-D inputs"))
     try:
-        spec.validate_input(window[:dims])
+        if dims == spec.spatial_dims:
+            spec.validate_input(window[:dims])
+        elif spec.check_input is not None:  # the 2-D variant of a network built from its input's rank
+            spec.check_input(tuple(int(n) for n in window[:dims]))
     except NiftyportError as exc:
         raise ConfigError(f"{source}: spatial_window_size {tuple(window)}: {exc}") from None
     return config
@@ -210,18 +235,21 @@ def check_count(images, config: Config) -> list:
     return images
 
 
-def load_inputs(images, config: Config) -> tuple[Loaded, ...]:
+def load_inputs(images, config: Config, *, max_bytes: int | None = None) -> tuple[Loaded, ...]:
     """One scan per image modality, each read and resampled by its own section.
 
     ``images``: a path or image (one modality) or a sequence, in the order
-    of ``[SEGMENTATION] image``. Raises :class:`ConfigError` for a wrong
-    count and :class:`~niftyport.errors.ImageError` when the modalities'
-    grids differ (file shapes, or shapes once resampled).
+    of ``[SEGMENTATION] image``; ``max_bytes``: the memory budget for reading
+    each (see :func:`~niftyport.image_io.open_image`). With a 2-D network
+    (:func:`network_dims`) 2-D images are accepted too, as ``(X, Y, 1)``.
+    Raises :class:`ConfigError` for a wrong count and
+    :class:`~niftyport.errors.ImageError` when the modalities' grids differ
+    (file shapes, or shapes once resampled).
     """
     images = check_count(images, config)
     names = config.modalities
     planar = network_dims(config) == 2
-    loaded = tuple(load_and_resample(image, config, section=section, planar=planar)
+    loaded = tuple(load_and_resample(image, config, section=section, planar=planar, max_bytes=max_bytes)
                    for image, section in zip(images, config.images))
     check_same_grid([item.original_shape for item in loaded], names, what="file")
     check_same_grid([item.data.shape for item in loaded], names, what="resampled")
@@ -342,6 +370,33 @@ def finish_output(output_padded: np.ndarray, first: Loaded, config: Config) -> n
     return restored.astype(np.int32, copy=False)
 
 
+def _bytes(max_memory: int | str) -> int:
+    from ..inference.engines import parse_memory
+
+    return int(parse_memory(max_memory))
+
+
+def check_output_budget(shape: tuple[int, ...], config: Config, max_memory: int | str | None) -> None:
+    """Refuse a run whose network input and aggregated output alone exceed ``max_memory`` bytes.
+
+    ``shape``: the padded network input ``(X', Y', Z', M)``. The output is
+    int32 labels or float32 probabilities of ``num_classes`` channels, of
+    the same spatial shape (NiftyNet's aggregator holds the whole volume);
+    the default budget is 3/4 of the machine's memory. Raises
+    :class:`~niftyport.errors.OptionError`.
+    """
+    from ..errors import OptionError
+    from ..image_io import memory_budget
+
+    budget = memory_budget() if max_memory is None else _bytes(max_memory)
+    voxels = int(np.prod(shape[:3], dtype=np.int64))
+    channels = config.segmentation.num_classes if config.segmentation.output_prob else 1
+    needed = 4 * voxels * (int(shape[3]) + channels)
+    if needed > budget:
+        raise OptionError(f"max_memory {budget / 2**20:.0f}M is too small: the padded input {tuple(shape)} and "
+                          f"its output need {needed / 2**20:.0f}M")
+
+
 # --- the whole run ------------------------------------------------------------------------------
 
 def run_segmentation(images, *, config: str | os.PathLike | Config, weights=None,
@@ -361,7 +416,8 @@ def run_segmentation(images, *, config: str | os.PathLike | Config, weights=None
         model: an already loaded network (then ``weights`` is ignored).
         device: ``'auto'`` (CUDA when available), ``'cpu'``, ``'cuda'``...
         threads: CPU threads for the network (restored afterwards).
-        max_memory: working-memory budget of HighRes3DNet's engine.
+        max_memory: memory budget (bytes, or ``'8G'``): for reading each scan, for the padded
+            input with its output volume, and for HighRes3DNet's engine.
         niftynet_home: NiftyNet's home folder, for relative paths of an ``.ini``.
         network_options: hyper-parameters no NiftyNet config holds (see :func:`load_network`).
         progress: a progress bar over windows.
@@ -378,8 +434,9 @@ def run_segmentation(images, *, config: str | os.PathLike | Config, weights=None
                               network_options=network_options) if model is None else model.to(dev).eval())
         seconds["weights"] = time.perf_counter() - t
         t = time.perf_counter()
-        loaded = load_inputs(images, cfg)
+        loaded = load_inputs(images, cfg, max_bytes=None if max_memory is None else _bytes(max_memory))
         pre = preprocess_modalities(stack([item.data for item in loaded]), cfg)
+        check_output_budget(pre.whitened.shape, cfg, max_memory)
         seconds["preprocessing"] = time.perf_counter() - t
         t = time.perf_counter()
         padded = network_output(model, pre.whitened, cfg, loaded[0], device=dev, max_memory=max_memory,
