@@ -666,6 +666,17 @@ def test_batch_run_names_and_lists_outputs_as_niftynet(capsys, tmp_path):
     assert img.get_data_dtype() == np.int32 and np.array_equal(np.asarray(img.dataobj), reference["labels"])
 
 
+def test_control_the_2d_reference_tells_the_slicing_plane_apart(tmp_path):
+    # the same run without the section's axcodes (windows over the file's own x-y planes, transposed
+    # against ARS) must not match NiftyNet's labels
+    meta, reference, config = oracle_case("unet2d_slices_labels", tmp_path)
+    changed = load_config(config).replace(image={"axcodes": ()})
+    result = run_segmentation(sorted((tmp_path / "data").iterdir()), config=changed, weights=oracle_weights(meta),
+                              device="cpu", network_options=meta["network_attrs"])
+    assert result.output.shape == reference["labels"].shape
+    assert np.count_nonzero(result.output != reference["labels"]) > 1000   # 1641 of 4320
+
+
 def test_control_the_resize_reference_tells_interpolation_orders_apart(tmp_path):
     # the same run with the ct section's interp_order 0 instead of 1 must not match NiftyNet's labels
     meta, reference, config = oracle_case("dense_vnet_resize_labels", tmp_path)
