@@ -143,11 +143,11 @@ def write_scan(path, data, affine=None):
 
 
 def write_config(folder: Path, *, network="toynet", classes=3, sections=None, extra_network="",
-                 extra_inference="", extra_segmentation="", image="T1"):
+                 extra_inference="", extra_segmentation="", image="T1", padding="2"):
     sections = sections or {"T1": "spatial_window_size = (8, 8, 8)\n"}
     text = "".join(f"[{name}]\n{body}\n" for name, body in sections.items())
     text += (f"[SYSTEM]\nmodel_dir = {folder}\n[NETWORK]\nname = {network}\nbatch_size = 2\n"
-             f"volume_padding_size = 2\n{extra_network}\n"
+             f"volume_padding_size = {padding}\n{extra_network}\n"
              f"[INFERENCE]\nborder = (1, 1, 1)\nsave_seg_dir = {folder / 'out'}\n{extra_inference}\n"
              f"[SEGMENTATION]\nimage = {image}\nnum_classes = {classes}\n{extra_segmentation}\n")
     path = folder / "model.ini"
@@ -183,10 +183,10 @@ def test_segment_writes_labels_next_to_the_input_and_refuses_to_overwrite(capsys
     one_line_error(status, err, str(written), "use --force")
     status, _, err = run(capsys, "segment", scan, "--config", config, "-o", scan, "--weights", toynet_weights)
     one_line_error(status, err, "is the input file")
-    status, _, err = run(capsys, "segment", scan, "--config", config, "-o", tmp_path / "s.mgz", "--weights",
+    status, _, err = run(capsys, "segment", scan, "--config", config, "-o", tmp_path / "s.txt", "--weights",
                          toynet_weights)
-    one_line_error(status, err, "written as NIfTI")
-    assert scan.read_bytes() == before
+    one_line_error(status, err, "s.txt: cannot tell the image format")
+    assert scan.read_bytes() == before and not (tmp_path / "s.txt").exists()
 
 
 def test_segment_probabilities_in_niftynet_layout(tmp_path, toynet_weights):
@@ -199,6 +199,74 @@ def test_segment_probabilities_in_niftynet_layout(tmp_path, toynet_weights):
     assert np.array_equal(probs.output[..., 0, :].argmax(-1), labels.output)
     img = probs.to_image()
     assert img.shape == (11, 9, 10, 1, 3) and img.get_data_dtype() == np.float32
+
+
+def native(array: np.ndarray) -> np.ndarray:
+    return array.astype(array.dtype.newbyteorder("="))
+
+
+def test_mgz_outputs_hold_the_nifti_outputs_voxels_bit_for_bit(capsys, tmp_path, toynet_weights):
+    # an .mgz input's output is .mgz by default (as parcellate); -o x.nii.gz writes NiftyNet's NIfTI
+    rng = np.random.default_rng(1)
+    affine = np.array([[-1.2, 0, 0, 40.0], [0, 0, 1.1, -20.0], [0, -0.9, 0, 12.0], [0, 0, 0, 1]])
+    scan = tmp_path / "orig.mgz"
+    nib.save(nib.MGHImage(rng.gamma(2.0, 50.0, (11, 9, 10)).astype(np.float32), affine), scan)
+    common = ["--config", write_config(tmp_path), "--weights", toynet_weights, "-q", "--device", "cpu"]
+    assert run(capsys, "segment", scan, *common)[0] == 0
+    assert run(capsys, "segment", scan, *common, "-o", tmp_path / "seg.nii.gz")[0] == 0
+    mgz, nii = nib.load(tmp_path / "orig_segmentation.mgz"), nib.load(tmp_path / "seg.nii.gz")
+    assert isinstance(mgz, nib.MGHImage) and isinstance(nii, nib.Nifti1Image)
+    a, b = (native(np.asanyarray(img.dataobj)) for img in (mgz, nii))   # MGH stores big-endian
+    assert a.dtype == b.dtype == np.int32 and a.tobytes() == b.tobytes() and len(np.unique(a)) > 1
+    assert np.allclose(mgz.affine, nii.affine, atol=1e-5) and np.allclose(nii.affine, affine, atol=1e-5)
+    prob = write_config(tmp_path, extra_segmentation="output_prob = True")
+    common[1] = prob
+    assert run(capsys, "segment", scan, *common, "-o", tmp_path / "p.mgz")[0] == 0
+    assert run(capsys, "segment", scan, *common, "-o", tmp_path / "p.nii.gz")[0] == 0
+    pm, pn = (native(np.asanyarray(nib.load(tmp_path / name).dataobj)) for name in ("p.mgz", "p.nii.gz"))
+    assert pn.shape == (11, 9, 10, 1, 3) and pm.shape == (11, 9, 10, 3)   # MGH: frames, no time axis
+    assert pm.dtype == pn.dtype == np.float32 and pm.tobytes() == np.ascontiguousarray(pn[:, :, :, 0]).tobytes()
+
+
+def test_segment_keeps_parcellates_conventions(capsys, tmp_path, toynet_weights, monkeypatch):
+    from niftyport.outputs import stale_temporaries
+
+    scan = write_scan(tmp_path / "ct.nii.gz", np.random.default_rng(1).gamma(2.0, 50.0, (11, 9, 10)))
+    common = ["--config", write_config(tmp_path), "--weights", toynet_weights, "--device", "cpu"]
+    status, out, err = run(capsys, "segment", scan, *common)           # a progress bar over the batches
+    assert status == 0 and "windows" in err and "wrote" in out
+    status, out, err = run(capsys, "segment", scan, *common, "-q", "--force")
+    assert status == 0 and err == "" and out.strip() == f"wrote {tmp_path / 'ct_segmentation.nii.gz'}"
+    status, _, err = run(capsys, "segment", scan, *common, "-q", "--force", "--max-memory", "4K")
+    one_line_error(status, err, str(scan), "memory budget")             # checked on the header, before reading
+    status, _, err = run(capsys, "segment", scan, *common, "-q", "--force", "--max-memory", "20K")
+    one_line_error(status, err, "max_memory 0M is too small", "(15, 13, 14, 1)")
+    status, _, err = run(capsys, "segment", scan, *common, "-q", "--force", "--device", "cuda:99")
+    assert status == 2 and "cuda:99" in err and len(err.strip().splitlines()) == 1
+    written = tmp_path / "ct_segmentation.nii.gz"
+    before = written.read_bytes()
+
+    def broken_write(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(nib.Nifti1Image, "to_file_map", broken_write)
+    status, _, err = run(capsys, "segment", scan, *common, "-q", "--force")
+    one_line_error(status, err, "No space left on device")
+    assert written.read_bytes() == before and not stale_temporaries(written)   # whole or untouched
+
+
+@pytest.mark.parametrize("make,fragment", [
+    (lambda p: p, "no such file"),
+    (lambda p: (p.write_text("not an image"), p)[1], "not an image nibabel can read"),
+    (lambda p: write_scan(p, np.ones((6, 6, 6, 2))), "holds 2 volumes"),
+    (lambda p: write_scan(p, np.random.default_rng(0).random((9, 9))), "a 3-D volume is needed"),
+    (lambda p: write_scan(p, np.full((9, 9, 9), 3.0)), "every voxel has the same value"),
+])
+def test_bad_inputs_are_one_line_errors_naming_the_file(capsys, tmp_path, toynet_weights, make, fragment):
+    scan = make(tmp_path / "bad.nii.gz")
+    status, _, err = run(capsys, "segment", scan, "--config", write_config(tmp_path), "--weights", toynet_weights,
+                         "-q")
+    one_line_error(status, err, "bad.nii.gz", fragment)
+    assert not (tmp_path / "bad_segmentation.nii.gz").exists()
 
 
 def test_batch_run_names_outputs_as_niftynet_and_lists_them(capsys, tmp_path, toynet_weights):
@@ -227,6 +295,10 @@ def test_batch_run_names_outputs_as_niftynet_and_lists_them(capsys, tmp_path, to
 
 @pytest.mark.parametrize("change,fragment", [
     (dict(network="nosuchnet"), "[NETWORK] name = 'nosuchnet': unknown network"),
+    (dict(network="unet_2d"), "unet_2d is a 2-D network; it takes windows (x, y, 1)"),
+    (dict(network="unet_2d", sections={"T1": "spatial_window_size = (1, 188, 1)\n"}), "would get a 1-D input"),
+    (dict(network="unet_2d", sections={"T1": "spatial_window_size = (64, 64)\n"}), "UNet2D"),
+    (dict(sections={"T1": "spatial_window_size = (8, 8)\n"}), "toynet takes 3-D inputs"),
     (dict(extra_network="window_sampling = patch"), "no inference sampler"),
     (dict(network="unet"), "spatial_window_size (8, 8, 8)"),
     (dict(sections={"T1": ""}), "no spatial_window_size"),
@@ -243,6 +315,68 @@ def test_missing_weights_name_the_checkpoint_niftynet_would_restore(capsys, tmp_
     status, _, err = run(capsys, "segment", scan, "--config", write_config(tmp_path), "-q")
     one_line_error(status, err, f"no checkpoint {tmp_path / 'models'} ", "inference_iter = -1")
 
+
+
+# --- 2-D networks ---------------------------------------------------------------------------------
+
+class OneHot2D(torch.nn.Module):
+    """2-D logits ``(N, K, x, y)``: the one-hot code of channel 0, cropped by ``crop`` per side."""
+
+    def __init__(self, classes: int, crop: int = 0):
+        super().__init__()
+        self.classes, self.crop, self.calls = classes, crop, []
+
+    def forward(self, x):
+        self.calls.append(tuple(x.shape))
+        labels = x[:, 0].round().long().clamp(0, self.classes - 1)
+        logits = torch.nn.functional.one_hot(labels, self.classes).movedim(-1, 1).float() * 5.0
+        c = self.crop
+        return logits[:, :, c:logits.shape[2] - c, c:logits.shape[3] - c] if c else logits
+
+
+@pytest.mark.parametrize("border", [(2, 2, 0), (2, 2, 2), (3, 2, 5)])
+def test_2d_windows_rebuild_a_volume_slice_by_slice_whatever_the_z_border(border):
+    # NiftyNet's crop_batch crops a 2-D output in x and y only: the z border changes nothing
+    from niftyport.inference.windows import PlanarNetwork
+
+    volume = label_volume((21, 18, 4), 4)[..., None]
+    net = OneHot2D(4, crop=2)
+    labels = run_windows(PlanarNetwork(net), volume, window=(12, 10, 1), border=border[:2] + (0,), batch_size=3)
+    assert set(net.calls) == {(3, 1, 12, 10)}                  # 2-D batches of 3 windows, one slice each
+    inner = (slice(border[0], -border[0] or None), slice(border[1], -border[1] or None))
+    assert np.array_equal(labels[inner], volume[..., 0][inner].astype(np.int32))
+    assert len(net.calls) * 3 >= 4 * 3                          # every slice of the 4 went through the network
+
+
+def test_2d_network_runs_on_a_2d_nifti_and_writes_it_2d(tmp_path):
+    scan = tmp_path / "slice.nii.gz"
+    data = label_volume((13, 11), 3, seed=4) * 40.0 + 7.0
+    nib.save(nib.Nifti1Image(data, np.diag([-0.8, 0.8, 3.0, 1.0])), scan)
+    sections = {"T1": "spatial_window_size = (188, 188)\naxcodes = (A, R, S)\npixdim = (2.0, 2.0, 2.0)\n"}
+    config = write_config(tmp_path, network="unet_2d", sections=sections, padding="(90, 90, 2)")
+    class Identity2D(OneHot2D):  # classes from the raw intensities: (v - 7) / 40
+        def forward(self, x):
+            return super().forward((x - 7.0) / 40.0)
+    result = run_segmentation(scan, config=config, model=Identity2D(3), device="cpu")
+    # NiftyNet neither reorients nor resamples a 2-D image: the config's axcodes and pixdim change nothing
+    assert result.output.shape == (13, 11, 1) and result.output_padded.shape == (193, 191, 5)
+    assert np.array_equal(result.output[..., 0], ((data - 7.0) / 40.0).round().astype(np.int32))
+    img = result.to_image()
+    assert img.shape == (13, 11)                               # labels (X, Y, 1, 1, 1) squeezed, as NiftyNet
+    # NiftyNet's header repair: two zooms never match three column norms, the third column gets length 1
+    assert np.allclose(img.affine, np.diag([-0.8, 0.8, 1.0, 1.0]))
+
+
+def test_a_one_slice_volume_whose_output_niftynet_would_reorient_is_refused(tmp_path):
+    scan = write_scan(tmp_path / "slice.nii.gz", label_volume((13, 11, 1), 3))   # a 3-D file, LAS
+    sections = {"T1": "spatial_window_size = (188, 188, 1)\naxcodes = (R, A, S)\n"}
+    with pytest.raises(ConfigError, match=r"axcodes = \('R', 'A', 'S'\): the 2-D input .* is LAS"):
+        run_segmentation(scan, config=write_config(tmp_path, network="unet_2d", sections=sections,
+                                                   padding="(90, 90, 0)"), model=OneHot2D(3), device="cpu")
+    same = {"T1": "spatial_window_size = (188, 188, 1)\naxcodes = (L, A, S)\n"}
+    result = run_segmentation(scan, config=write_config(tmp_path, network="unet_2d", sections=same,
+                                                        padding="(90, 90, 0)"), model=OneHot2D(3), device="cpu")
+    assert result.to_image().shape == (13, 11)
 
 
 # --- several modalities ---------------------------------------------------------------------------
@@ -443,6 +577,8 @@ def oracle_case(name: str, folder: Path):
         array = np.asanyarray(img.dataobj)
         array = array.reshape(array.shape[:3])[tuple(slice(s, s + n) for s, n in zip(spec["start"], spec["size"]))]
         array = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("=")))
+        if spec.get("planar"):  # written as a 2-D NIfTI
+            array = np.ascontiguousarray(array[:, :, 0])
         assert hashlib.sha256(array.tobytes()).hexdigest() == spec["sha256"], f"{stem}: crop differs"
         nib.save(nib.Nifti1Image(array, affine), data / f"{stem}.nii.gz")
     (folder / "landmarks.txt").write_text("".join(f"{k} {' '.join(map(str, v))}\n"
@@ -453,9 +589,28 @@ def oracle_case(name: str, folder: Path):
 
 
 def oracle_weights(meta):
-    from network_refs import load_ref
+    """The case's NiftyNet weights, regenerated from the oracle's seeds and checked against its digests.
 
-    return load_ref(meta["network_ref"]).variables
+    A network that tests/data/networks has no reference of (the 2-D DenseVNet)
+    keeps its variable listing in ``tests/data/segment/_networks/<network_ref>/``.
+    """
+    import csv
+    import hashlib
+    import json
+
+    from network_refs import _value, load_ref
+
+    folder = SEGMENT_REFS / "_networks" / meta["network_ref"]
+    if not folder.is_dir():
+        return load_ref(meta["network_ref"]).variables
+    recipe = json.loads((folder / "meta.json").read_text())
+    with open(folder / "variables.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rng = np.random.default_rng(recipe["seed"])
+    variables = {row["name"]: _value(rng, row) for row in rows}
+    for name, array in variables.items():
+        assert hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest() == recipe["variable_sha256"][name]
+    return variables
 
 
 def preprocessed_digest(result) -> str:
@@ -465,27 +620,31 @@ def preprocessed_digest(result) -> str:
 
 
 @pytest.mark.parametrize("name", ["unet3d_t1t2_labels", "dense_vnet_resize_labels", "dense_vnet_zoo144_labels",
-                                  "dense_vnet_grid_label_map", "dense_vnet_resize_label_map"])
+                                  "dense_vnet_grid_label_map", "dense_vnet_resize_label_map",
+                                  "unet2d_slices_labels", "unet2d_planar_resize_labels", "dense_vnet_2d_labels"])
 def test_labels_equal_niftynets_own_application(tmp_path, name):
     meta, reference, config = oracle_case(name, tmp_path)
     images = sorted((tmp_path / "data").iterdir())  # T1 before T2: the config's order
     result = run_segmentation(images, config=config, weights=oracle_weights(meta), device="cpu",
                               network_options=meta["network_attrs"])
     assert preprocessed_digest(result) == meta["preprocessed"][0]["sha256"]  # the network input, bit for bit
-    assert result.output.dtype == np.int32 and list(result.output.shape) == meta["output_shape"]
+    img = result.to_image()  # NiftyNet's file: a 2-D image's labels (X, Y, 1) are written (X, Y)
+    assert result.output.dtype == np.int32 and list(img.shape) == meta["output_shape"]
     assert np.array_equal(result.affine, np.asarray(meta["output_affine"]))
-    differing = int(np.count_nonzero(result.output != reference["labels"]))
+    differing = int(np.count_nonzero(np.asarray(img.dataobj) != reference["labels"]))
     assert differing == 0, f"{differing} voxels differ from NiftyNet's"
+    assert len(np.unique(reference["labels"])) > 1  # a reference that can tell labels apart
 
 
-@pytest.mark.parametrize("name", ["unet3d_t1t2_prob", "dense_vnet_resize_prob", "dense_vnet_zoo144_prob"])
+@pytest.mark.parametrize("name", ["unet3d_t1t2_prob", "dense_vnet_resize_prob", "dense_vnet_zoo144_prob",
+                                  "unet2d_planar_prob", "dense_vnet_2d_prob"])
 def test_probabilities_within_1e5_of_niftynets_own_application(tmp_path, name):
     meta, reference, config = oracle_case(name, tmp_path)
     images = sorted((tmp_path / "data").iterdir())
     result = run_segmentation(images, config=config, weights=oracle_weights(meta), device="cpu",
                               network_options=meta["network_attrs"])
     assert preprocessed_digest(result) == meta["preprocessed"][0]["sha256"]
-    assert result.output.dtype == np.float32 and list(result.output.shape) == meta["output_shape"]
+    assert result.output.dtype == np.float32 and list(result.to_image().shape) == meta["output_shape"]
     lo, hi = meta["slab"] or (0, result.output.shape[2])
     diff = float(np.max(np.abs(result.output[:, :, lo:hi] - reference["probabilities"])))
     assert diff <= 1e-5, f"max |p - NiftyNet's p| = {diff:.3g}"
@@ -505,6 +664,17 @@ def test_batch_run_names_and_lists_outputs_as_niftynet(capsys, tmp_path):
         assert list(csv.reader(f)) == [[meta["subject"], str(out)]]
     img = nib.load(out)
     assert img.get_data_dtype() == np.int32 and np.array_equal(np.asarray(img.dataobj), reference["labels"])
+
+
+def test_control_the_2d_reference_tells_the_slicing_plane_apart(tmp_path):
+    # the same run without the section's axcodes (windows over the file's own x-y planes, transposed
+    # against ARS) must not match NiftyNet's labels
+    meta, reference, config = oracle_case("unet2d_slices_labels", tmp_path)
+    changed = load_config(config).replace(image={"axcodes": ()})
+    result = run_segmentation(sorted((tmp_path / "data").iterdir()), config=changed, weights=oracle_weights(meta),
+                              device="cpu", network_options=meta["network_attrs"])
+    assert result.output.shape == reference["labels"].shape
+    assert np.count_nonzero(result.output != reference["labels"]) > 1000   # 1641 of 4320
 
 
 def test_control_the_resize_reference_tells_interpolation_orders_apart(tmp_path):

@@ -361,7 +361,28 @@ def repair_affine(header: nib.Nifti1Header, affine: np.ndarray) -> tuple[nib.Nif
     return header, header.get_best_affine()
 
 
-def _check_shape(shape: tuple[int, ...], name: str) -> tuple[int, int, int]:
+def _check_planar_shape(shape: tuple[int, ...], name: str) -> tuple[int, int, int] | None:
+    """``(X, Y, 1)`` for a 2-D image (``(X, Y)``, or ``(X, Y, 1, ...)`` holding one slice), else None.
+
+    Raises :class:`ImageError` for a single slice along x or y: NiftyNet
+    moves that axis last (``expand_to_5d``) but writes its output with the
+    file's affine, so the labels would lie in another plane.
+    """
+    if len(shape) < 2 or any(n != 1 for n in shape[3:]) or 0 in shape:
+        return None
+    spatial = tuple(int(n) for n in (tuple(shape[:3]) + (1,))[:3])
+    if sum(n > 1 for n in spatial) != 2:
+        return None
+    if spatial[2] != 1:
+        raise ImageError(f"{name}: a single slice along axis {spatial.index(1)} (shape {shape}); a 2-D image "
+                         "must be (X, Y) or (X, Y, 1): NiftyNet would move the slice axis last and write its "
+                         "output in the file's geometry, in another plane")
+    return spatial  # type: ignore[return-value]
+
+
+def _check_shape(shape: tuple[int, ...], name: str, planar: bool = False) -> tuple[int, int, int]:
+    if planar and (spatial := _check_planar_shape(shape, name)) is not None:
+        return spatial
     if len(shape) < 3:
         raise ImageError(f"{name}: {len(shape)}-D image of shape {shape}; a 3-D volume is needed")
     extra = shape[3:]
@@ -413,7 +434,7 @@ def _as_nifti(img: nib.spatialimages.SpatialImage, data: np.ndarray) -> nib.Nift
 
 
 def load_image(image: str | os.PathLike | nib.spatialimages.SpatialImage, *,
-               max_bytes: int | None = None) -> nib.Nifti1Image:
+               max_bytes: int | None = None, planar: bool = False) -> nib.Nifti1Image:
     """Load and validate one scan; returns an in-memory 3-D :class:`nibabel.Nifti1Image`.
 
     ``image``: a path to any volume nibabel reads (``.nii``/``.nii.gz``,
@@ -426,10 +447,17 @@ def load_image(image: str | os.PathLike | nib.spatialimages.SpatialImage, *,
     holding one volume is squeezed to 3-D (after the affine repair, which
     looks at the original header).
 
+    ``planar``: also accept a 2-D image, ``(X, Y)`` or one slice ``(X, Y, 1)``
+    (NiftyNet's ``SpatialImage2D``, and 3-D files of spatial rank 2); it is
+    returned as ``(X, Y, 1)``. A 2-D header's two voxel sizes do not match
+    the affine's three columns, so NiftyNet's repair rescales the affine
+    with a third voxel size of 1 (``rectify_header_sform_qform``), and so
+    does this.
+
     Raises :class:`ImageError` (naming the file) for a missing, unreadable,
-    truncated or too large file, fewer than 3 spatial dimensions, several
-    volumes, zero voxels, a constant image, NaN/infinite values or a
-    non-numeric voxel type.
+    truncated or too large file, fewer than 3 spatial dimensions (2 with
+    ``planar``), several volumes, zero voxels, a constant image,
+    NaN/infinite values or a non-numeric voxel type.
     """
     if isinstance(image, (str, os.PathLike)):
         path: Path | None = Path(image)
@@ -440,11 +468,11 @@ def load_image(image: str | os.PathLike | nib.spatialimages.SpatialImage, *,
     else:
         raise ImageError(f"expected an image file path or a nibabel image, got {type(image).__name__}")
     name = _name(path)
-    _check_shape(tuple(int(n) for n in img.shape), name)
+    _check_shape(tuple(int(n) for n in img.shape), name, planar)
     data = read_voxels(img, name)
     if not data.dtype.isnative:
         data = data.astype(data.dtype.newbyteorder("="))
-    spatial = _check_shape(data.shape, name)
+    spatial = _check_shape(data.shape, name, planar)
     data = data.reshape(spatial)
     _check_values(data, name)
     return _as_nifti(img, data)
@@ -518,33 +546,65 @@ def save_labels(path: str | os.PathLike, labels: np.ndarray, affine: np.ndarray,
 
 
 def output_image(output: np.ndarray, affine: np.ndarray, header_like=None, *,
-                 description: str = "") -> nib.Nifti1Image:
-    """A segmentation output as NiftyNet's ``save_volume_5d`` builds it, in memory (NIfTI-1).
+                 description: str = "", format: str = "nifti1") -> nib.spatialimages.SpatialImage:
+    """A segmentation output as NiftyNet's ``save_volume_5d`` builds it, in memory.
 
     ``output``: integer labels ``(X, Y, Z)`` (written int32, as :func:`label_image`),
     or float maps ``(X, Y, Z, 1, K)`` (NiftyNet's 5-D layout, one channel per
-    class; written float32; trailing length-1 axes dropped as NiftyNet
-    squeezes them); ``affine``: ``(4, 4)`` voxel -> RAS+ mm. A fresh header
-    (sform code 2, qform code 0), the spatial/time units of a NIfTI
-    ``header_like``, ``description`` in ``descrip``.
+    class; written float32); ``affine``: ``(4, 4)`` voxel -> RAS+ mm;
+    ``format``: a :data:`LABEL_FORMATS` name. NIfTI, as NiftyNet: trailing
+    length-1 axes dropped (the labels of a 2-D image ``(X, Y, 1)`` are written
+    ``(X, Y)``), a fresh header (sform code 2, qform code 0), the spatial/time
+    units of a NIfTI ``header_like``, ``description`` in ``descrip``. MGH
+    (``.mgz``/``.mgh``, which holds at most 4 axes, 3 of them spatial): labels
+    ``(X, Y, Z)``, maps ``(X, Y, Z, K)`` (the time axis dropped, one frame per
+    class); the voxels are the NIfTI file's, bit for bit.
     """
+    try:
+        klass = LABEL_FORMATS[format][0]
+    except KeyError:
+        raise ImageError(f"format {format!r} is not one of {', '.join(LABEL_FORMATS)}") from None
     output = np.asarray(output)
     if output.dtype.kind in "biu":
         if output.ndim != 3:
             raise ImageError(f"labels must be 3-D, got shape {output.shape}")
-        return label_image(output, affine, header_like, description=description)
-    if output.dtype.kind != "f" or output.ndim not in (3, 4, 5):
+        data, dtype = output.astype(np.int32), np.int32
+    elif output.dtype.kind == "f" and output.ndim in (3, 4, 5):
+        data, dtype = output.astype(np.float32), np.float32
+    else:
         raise ImageError(f"an output must be integer labels or float maps, got {output.dtype} {output.shape}")
-    shape = output.shape
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    img = nib.Nifti1Image(output.astype(np.float32).reshape(shape), np.asarray(affine, dtype=np.float64))
-    img.set_data_dtype(np.float32)
-    if header_like is not None and "xyzt_units" in header_like:
-        img.header["xyzt_units"] = header_like["xyzt_units"]
-    if description:
-        img.header["descrip"] = description.encode("ascii")[:80]
+    shape = data.shape
+    if klass is nib.MGHImage:
+        shape = shape[:3] + tuple(n for n in shape[3:] if n != 1)
+        if len(shape) > 4:
+            raise ImageError(f"an MGH file holds at most 4 axes; the output has shape {output.shape}")
+    else:
+        while len(shape) > 2 and shape[-1] == 1:
+            shape = shape[:-1]
+    img = klass(data.reshape(shape), np.asarray(affine, dtype=np.float64))
+    img.set_data_dtype(dtype)
+    if isinstance(img, nib.Nifti1Pair):
+        if header_like is not None and "xyzt_units" in header_like:
+            img.header["xyzt_units"] = header_like["xyzt_units"]
+        if description:
+            img.header["descrip"] = description.encode("ascii")[:80]
     return img
+
+
+def save_output(path: str | os.PathLike, output: np.ndarray, affine: np.ndarray, header_like=None, *,
+                description: str = "", input_paths: Iterable[str | os.PathLike] = ()) -> Path:
+    """Write a segmentation output (see :func:`output_image`) atomically, in the format its name asks for.
+
+    The format follows ``path`` (:func:`label_format`: ``.nii.gz``/``.nii``
+    NIfTI, ``.mgz``/``.mgh`` MGH, ``.img``/``.hdr`` a NIfTI pair); never
+    written over one of the files of ``input_paths``. Returns ``path``.
+    """
+    path = Path(path)
+    inputs = [p for p in input_paths if p is not None]
+    check_outputs(image_files(path), [f for p in inputs for f in image_files(p)])
+    chosen = label_format(path, inputs)
+    _write_image(output_image(output, affine, header_like, description=description, format=chosen), path)
+    return path
 
 
 def save_image(path: str | os.PathLike, img: nib.Nifti1Image, *,

@@ -7,16 +7,6 @@ from . import cli
 from .segmentation import DeviceType, _memory_bytes, _setup_logging
 
 
-def _output_path_for(image_path: str) -> str:
-    """``dir/ct.nii.gz`` -> ``dir/ct_segmentation.nii.gz`` (next to the first input)."""
-    from pathlib import Path
-
-    from ..segmentation.subjects import split_name
-
-    path = Path(image_path)
-    return str(path.with_name(split_name(path.name) + "_segmentation.nii.gz"))
-
-
 @cli.command("segment")
 @click.argument("images", nargs=-1, type=click.Path(dir_okay=False, path_type=str))
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=str),
@@ -24,14 +14,16 @@ def _output_path_for(image_path: str) -> str:
 @click.option("--weights", help="A NiftyNet checkpoint (prefix, file or folder) or .safetensors/.pth "
                                 "(default: the config's <model_dir>/models/model.ckpt-<inference_iter>).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=str),
-              help="Output file (default: the first IMAGE's name + _segmentation.nii.gz, next to it).")
+              help="Output file, in the format of its extension (.nii.gz, .mgz, ...; default: the first IMAGE's "
+                   "name + _segmentation, next to it, in its format).")
 @click.option("--niftynet-home", type=click.Path(file_okay=False, path_type=str),
               help="NiftyNet home folder for relative paths in the config (default: ~/niftynet).")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--device", type=DeviceType(), default="auto", show_default=True,
               help="Where the network runs: auto (CUDA when available), cpu, cuda or cuda:N.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the network.")
-@click.option("--max-memory", help="Working-memory budget of HighRes3DNet's engine, e.g. 8G or 512M.")
+@click.option("--max-memory", help="Memory budget, e.g. 8G or 512M: for reading each scan, the padded input with "
+                                   "its output, HighRes3DNet's engine (default: 3/4 of the memory).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, errors only.")
 def segment_command(images, config_path, weights, output, niftynet_home, force, device, threads, max_memory,
                     quiet):
@@ -41,8 +33,9 @@ def segment_command(images, config_path, weights, output, niftynet_home, force, 
     [SEGMENTATION] image (e.g. `image = T1, T2`: the T1, then the T2). With
     no IMAGES, every subject the config's input sections find is segmented
     into save_seg_dir as window_seg_<subject>_<output_postfix>.nii.gz,
-    listed in inferred.csv. The output holds int32 labels, or with
-    output_prob = True the float32 class probabilities (X, Y, Z, 1, classes).
+    listed in inferred.csv (NIfTI, as NiftyNet writes). The output holds
+    int32 labels, or with output_prob = True the float32 class
+    probabilities (X, Y, Z, 1, classes; in an .mgz (X, Y, Z, classes)).
     """
     from pathlib import Path
 
@@ -60,14 +53,15 @@ def segment_command(images, config_path, weights, output, niftynet_home, force, 
         written = segment_subjects(cfg, weights=weights, force=force, **run)
         click.echo(f"wrote {len(written)} output(s) and inferred.csv into {written[0].parent}")
         return
-    from ..image_io import check_nifti_name, save_image
+    from ..image_io import default_label_path, image_files, label_format
     from ..segmentation.application import run_segmentation
 
-    out = check_nifti_name(output or _output_path_for(images[0]))
+    out = Path(output) if output else default_label_path(images[0], "_segmentation")
     inputs = [Path(p) for p in images]
-    check_outputs([out], inputs, force=force)
+    label_format(out, inputs)  # a name of no known format: refused before the run
+    check_outputs(image_files(out), [f for p in inputs for f in image_files(p)], force=force)
     result = run_segmentation(list(images), config=cfg, weights=weights, **run)
-    save_image(out, result.to_image(), input_paths=inputs)
+    result.save(out, input_paths=inputs)
     if not quiet:
         took = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
         what = (f"{result.output.shape[-1]} class probabilities" if result.is_probabilities

@@ -108,6 +108,6 @@ class GridAggregator:
         """
         location = np.asarray(location, dtype=np.int64)
         x0, y0, z0, x1, y1, z1 = cropped_location(location, self.border)
-        size = location[3:] - location[:3]
+        size = tuple(int(n) for n in location[3:] - location[:3])
         ox, oy, oz = output_offset(window.shape[:3], size, self.border)
         self.volume[x0:x1, y0:y1, z0:z1] = window[ox:ox + x1 - x0, oy:oy + y1 - y0, oz:oz + z1 - z0]

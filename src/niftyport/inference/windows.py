@@ -62,6 +62,31 @@ def post_process(logits: torch.Tensor, output: str) -> np.ndarray:
     raise OptionError(f"output {output!r} is not one of {', '.join(OUTPUTS)}")
 
 
+class PlanarNetwork(torch.nn.Module):
+    """A 2-D network run on windows one slice thick, as NiftyNet feeds it.
+
+    NiftyNet squeezes the length-1 z axis of ``(N, x, y, 1, M)`` windows
+    before the network (``misc_io.squeeze_spatial_temporal_dim``) and its
+    grid aggregator puts the axis back (``crop_batch``, ``np.newaxis``).
+    Here: ``(N, C, x, y, 1)`` in, the wrapped network on ``(N, C, x, y)``,
+    its ``(N, K, x', y')`` out as ``(N, K, x', y', 1)``, so the 3-D window
+    machinery (grid, resize) runs 2-D networks unchanged.
+
+    >>> net = PlanarNetwork(torch.nn.Conv2d(1, 2, 3))
+    >>> tuple(net(torch.zeros(4, 1, 8, 6, 1)).shape)
+    (4, 2, 6, 4, 1)
+    """
+
+    def __init__(self, network: torch.nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 5 or x.shape[-1] != 1:
+            raise OptionError(f"a 2-D network takes windows (N, C, x, y, 1), got {tuple(x.shape)}")
+        return self.network(x[..., 0]).unsqueeze(-1)
+
+
 def network_batches(order: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
     """The window indices of each batch NiftyNet runs, in order.
 

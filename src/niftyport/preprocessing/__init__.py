@@ -96,7 +96,8 @@ def _source(image: str | os.PathLike | nib.spatialimages.SpatialImage) -> Path |
 
 
 def load_and_resample(image: str | os.PathLike | nib.spatialimages.SpatialImage, config: Config, *,
-                      section: InputSection | None = None, max_bytes: int | None = None) -> Loaded:
+                      section: InputSection | None = None, max_bytes: int | None = None,
+                      planar: bool = False) -> Loaded:
     """Read a scan and bring it to the config's orientation and voxel size.
 
     ``image``: a path to any volume nibabel reads (NIfTI, MGH/MGZ, Analyze)
@@ -105,8 +106,14 @@ def load_and_resample(image: str | os.PathLike | nib.spatialimages.SpatialImage,
     ``pixdim`` and ``interp_order`` of ``section`` (default: ``config.image``,
     the first image modality); reorientation happens before resampling,
     with the voxel sizes permuted accordingly, as in NiftyNet.
+
+    ``planar``: also accept a 2-D image (``(X, Y)`` or ``(X, Y, 1)``), loaded as
+    ``(X, Y, 1)`` and neither reoriented nor resampled, as NiftyNet's reader
+    leaves images of spatial rank 2 (``niftynet/io/image_type.py``:
+    ``SpatialImage2D``, and ``SpatialImage3D`` when ``spatial_rank < 3``);
+    its :attr:`Loaded.output_axcodes` and ``output_pixdim`` are then empty.
     """
-    img = load_image(image, max_bytes=max_bytes)
+    img = load_image(image, max_bytes=max_bytes, planar=planar)
     affine = np.array(img.affine, dtype=np.float64)
     name = str(_source(image) or "<in-memory image>")
     axcodes = affine_axcodes(affine, name=name)
@@ -114,6 +121,9 @@ def load_and_resample(image: str | os.PathLike | nib.spatialimages.SpatialImage,
     data = np.asanyarray(img.dataobj).astype(np.float32)  # order 'K': layout kept, as NiftyNet
     original_shape = tuple(int(n) for n in data.shape)
     section = config.image if section is None else section
+    if original_shape[2] == 1:  # spatial rank 2: NiftyNet neither reorients nor resamples
+        return Loaded(data=data, original_shape=original_shape, affine=affine, axcodes=axcodes,  # type: ignore[arg-type]
+                      pixdim=pixdim, header=img.header.copy(), source=_source(image))  # type: ignore[arg-type]
     current_pixdim = pixdim
     if section.axcodes:
         data = reorient(data, axcodes, section.axcodes)
