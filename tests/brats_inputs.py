@@ -18,10 +18,13 @@ import numpy as np
 
 T1_FILE = "real_t1_robex_ref_1p5mm_skull.nii.gz"
 MASK_FILE = "real_t1_robex_ref_1p5mm_brainmask.nii.gz"
-#: The crop, (x, y, z) voxel slices of the 116 x 150 x 155 source.
-CROP = (slice(40, 70), slice(55, 89), slice(98, 140))
-#: Lesion centre (in the crop's voxels, x y z); radii of the oedema and of the core; the core's rim (voxels).
-LESION = ((15, 17, 14), 9.0, 6.0, 2.5)
+#: The crop, (x, y, z) voxel slices of the 116 x 150 x 155 source: ``small`` for the tests, ``brain`` the
+#: whole skull-stripped brain (for a run at the published shapes).
+CROPS = {"small": (slice(40, 70), slice(55, 89), slice(98, 140)),
+         "brain": (slice(9, 105), slice(8, 124), slice(41, 136))}
+CROP = CROPS["small"]
+#: Lesion centre (in the source's voxels, x y z); radii of the oedema and of the core; the core's rim (voxels).
+LESION = ((55, 72, 112), 9.0, 6.0, 2.5)
 MODALITIES = ("flair", "t1", "t1ce", "t2")
 #: Intensity gains painted in: FLAIR and T2 over the oedema sphere, T1 and T1ce over the core sphere.
 GAINS = {"flair": 3.0, "t2": 3.0, "t1": 0.5, "t1ce_rim": 2.5, "t1ce_core": 0.5}
@@ -30,15 +33,16 @@ TEXTURE = 0.2
 CSF = 0.6
 
 
-def brats_channels(data_dir: Path) -> tuple[list[np.ndarray], np.ndarray]:
-    """(FLAIR, T1, T1ce, T2) as float32 ``(X, Y, Z)`` arrays, and their affine."""
+def brats_channels(data_dir: Path, crop: str = "small") -> tuple[list[np.ndarray], np.ndarray]:
+    """(FLAIR, T1, T1ce, T2) as float32 ``(X, Y, Z)`` arrays of the ``crop`` (a :data:`CROPS` key), their affine."""
     import nibabel as nib
 
     t1 = nib.load(data_dir / T1_FILE)
     mask = nib.load(data_dir / MASK_FILE)
     brain = np.asarray(t1.dataobj, np.float32)[..., 0] * (np.asarray(mask.dataobj)[..., 0] > 0)
-    brain = brain[CROP]
-    grid = np.stack(np.meshgrid(*[np.arange(n) for n in brain.shape], indexing="ij"), axis=-1)
+    box = CROPS[crop]
+    brain = brain[box]
+    grid = np.stack(np.meshgrid(*[np.arange(s.start, s.stop) for s in box], indexing="ij"), axis=-1)
     centre, oedema, core, rim = LESION
     dist = np.sqrt(((grid - np.asarray(centre)) ** 2).sum(-1))
     whole, inner = dist <= oedema, dist <= core
@@ -59,15 +63,15 @@ def brats_channels(data_dir: Path) -> tuple[list[np.ndarray], np.ndarray]:
             channel[where] = np.float32(gain) * level + np.float32(TEXTURE) * brain[where]
         channels.append(channel)
     affine = t1.affine.copy()
-    affine[:3, 3] = t1.affine[:3, :3] @ np.array([s.start for s in CROP]) + t1.affine[:3, 3]
+    affine[:3, 3] = t1.affine[:3, :3] @ np.array([s.start for s in box]) + t1.affine[:3, 3]
     return channels, affine
 
 
-def write_channels(data_dir: Path, folder: Path, prefix: str = "BraTS_test") -> list[Path]:
+def write_channels(data_dir: Path, folder: Path, prefix: str = "BraTS_test", crop: str = "small") -> list[Path]:
     """The four channels as ``folder/<prefix>_<modality>.nii.gz`` (BraTS 2017 names); their paths."""
     import nibabel as nib
 
-    channels, affine = brats_channels(data_dir)
+    channels, affine = brats_channels(data_dir, crop)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, channel in zip(MODALITIES, channels):

@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from bad_input import assert_refused
-from brats_inputs import MASK_FILE, T1_FILE, write_channels
+from brats_inputs import MASK_FILE, T1_FILE, brats_channels, write_channels
 from conftest import DATA, MODELS, need
 
 from niftyport.cli import main
@@ -353,3 +353,28 @@ def test_bad_inputs(inputs, tmp_path, capsys, monkeypatch):
     message = assert_refused(capsys, base + [*ok, "--config", SMALL, "--device", "cpu"], names=None, inputs=folder,
                              outputs=out_dir)
     assert "msnet_wt32_20000" in message
+
+
+def test_published_shapes_wnet_batches_are_test_py_batches():
+    """At the published config17 shapes (whole brain, W-Net adapted to 180 x 160 and more, batches of 5) the
+    W-Net's seven batches are test.py's bit for bit: they depend on the noise stream, not on predictions.
+
+    Reference ``brain17`` (``make_brats_refs.py --config test_all_class.txt --crop brain``); the whole
+    cascade at these shapes is compared by ``tests/oracle/compare_brats_refs.py brain17`` (minutes).
+    """
+    need(DATA / T1_FILE)
+    need(DATA / MASK_FILE)
+    meta = json.loads((REFS / "brain17.json").read_text())
+    channels, _ = brats_channels(DATA, meta["crop"])
+    rng = np.random.RandomState(meta["seed"])
+    images, _, _ = brats.prepare_inputs([np.transpose(c, (2, 1, 0)) for c in channels], rng)
+    record = []
+
+    def predict(net, batch):
+        return np.zeros((batch.shape[0], batch.shape[1] - 8, *batch.shape[2:4], 2), np.float32)
+
+    brats.three_view_probability(images, brats.CONFIG17.nets["whole"], predict, fill="random", rng=rng,
+                                 batch_size=brats.CONFIG17.batch_size, record=record)
+    theirs = [(re.sub(r"_\d+$", "", b["scope"]), b["shape"], b["input_sha256"]) for b in meta["batches"]]
+    assert [(n.scope, list(b.shape), brats_sha(b)) for n, b, _ in record] == theirs[:len(record)]
+    assert len(record) == 7 and theirs[len(record)][0] == "MSNet_TC32"

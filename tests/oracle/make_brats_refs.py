@@ -58,7 +58,7 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tests" / "oracle"))
 sys.path.insert(0, str(SHARED / "oracle"))
 
-from brats_inputs import write_channels  # noqa: E402
+from brats_inputs import write_channels
 
 #: Sample points per batch output at which the probabilities are stored.
 SAMPLES = 512
@@ -82,7 +82,7 @@ def sitk_stand_in() -> types.ModuleType:
         def __init__(self, data):
             self.data, self.reference = data, None
 
-        def CopyInformation(self, reference):  # noqa: N802 (SimpleITK's name)
+        def CopyInformation(self, reference):
             self.reference = reference
 
     module = types.ModuleType("SimpleITK")
@@ -169,6 +169,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--config", type=Path, default=OUT / "test_small.txt")
     parser.add_argument("--name", default="small")
+    parser.add_argument("--crop", default="small", help="tests/brats_inputs.py CROPS key (small, brain)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
 
@@ -180,7 +181,7 @@ def main(argv: list[str]) -> None:
     sys.path.insert(0, str(checkout))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        write_channels(DATA, tmp / "data" / "BraTS_test")
+        write_channels(DATA, tmp / "data" / "BraTS_test", crop=args.crop)
         (tmp / "names.txt").write_text("BraTS_test\n")
         (tmp / "result").mkdir()
         write_config(args.config, tmp / "data", tmp / "names.txt", tmp / "result", tmp / "config.txt")
@@ -215,12 +216,14 @@ def main(argv: list[str]) -> None:
     np.savez_compressed(args.out / f"{args.name}.npz", **arrays)
     meta = {
         "source": "github.com/taigw/brats17 test.py (commit d44297e), run unmodified on TensorFlow "
-                  f"{tf.__version__} with NiftyNet {niftynet.__version__} (tests/oracle/make_brats_refs.py)",
+                  f"{tf.__version__} with NiftyNet {niftynet.__version__.split()[-1]} "
+                  "(tests/oracle/make_brats_refs.py)",
         "config": str(args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config.name),
         "seed": args.seed,
         "seeding": "np.random.seed(seed) right before test.test(config): the loader's background noise, the "
                    "sub-images' padding and the last batches' N(0, 1) fillers all come from it",
-        "input": "tests/brats_inputs.py write_channels(shared/data): BraTS_test_{flair,t1,t1ce,t2}.nii.gz",
+        "input": "tests/brats_inputs.py write_channels(shared/data, crop=CROP): BraTS_test_{flair,t1,t1ce,t2}.nii.gz",
+        "crop": args.crop,
         "labels": "test.py's output file, (X, Y, Z) int16 (save_array_as_nifty_volume)",
         "label_counts": {str(int(v)): int((labels == v).sum()) for v in np.unique(labels)},
         "batches": batches,

@@ -521,7 +521,7 @@ def run_cascade(volumes: Sequence[np.ndarray], predict: Predict, *, fill: str = 
     tell = progress or (lambda message: None)
     recorded: list | None = [] if record else None
     images, weight, brain_box = prepare_inputs(volumes, rng)
-    run = dict(predict=predict, fill=fill, rng=rng, batch_size=config.batch_size, record=recorded)
+    run = {"predict": predict, "fill": fill, "rng": rng, "batch_size": config.batch_size, "record": recorded}
     margin = config.roi_margin
 
     tell("whole tumour (W-Net)")
