@@ -1,7 +1,7 @@
 """Compare ``niftyport brats`` with a reference of ``make_brats_refs.py`` (run with niftyport's Python).
 
-Runs :func:`niftyport.segmentation.brats.segment_brats` with ``fill="random"``
-and the reference's seed, config and crop on the same input, and prints how
+Runs :func:`niftyport.segmentation.brats.segment_brats` with the reference's
+fill mode (``random`` for ``test.py``'s), seed, config and crop on the same input, and prints how
 many batches are bit-identical (sha256), the largest softmax difference at
 the stored points, the argmax counts per batch and the differing labels. For
 the references too large for the tests (``brain17``: the whole brain at the
@@ -49,7 +49,7 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_channels(SHARED / "data", Path(tmp), crop=meta.get("crop", "small"))
         t0 = time.time()
-        img, res = brats.segment_brats(*paths, weights_dir=SHARED / "models" / "brats17", fill="random",
+        img, res = brats.segment_brats(*paths, weights_dir=SHARED / "models" / "brats17", fill=meta.get("fill", "random"),
                                        seed=meta["seed"], config=config, device="cpu", result=True, record=True)
         seconds = time.time() - t0
     same = 0

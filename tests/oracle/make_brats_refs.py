@@ -22,6 +22,11 @@ T-Net scopes, as their graphs (saved by TF 1.2) compute it
 (``make_msnet_refs.shifted_moments``); ``tf.InteractiveSession`` records every
 batch fed to a network and the softmax it returns.
 
+``--engine pipeline`` instead runs niftyport's own batches and post-processing
+(``niftyport.segmentation.brats``, numpy and scipy only) with the repository's
+``MSNet`` on TensorFlow as its ``predict`` (:func:`tf_predictor`): the reference
+for ``--fill repeat``, which ``test.py`` cannot run.
+
 Input: ``tests/brats_inputs.py`` (a real skull-stripped T1 in all four channels
 with a painted lesion). Config: ``tests/data/brats/test_small.txt`` (the
 published config with small in-plane shapes and batch size 3, so that both
@@ -32,6 +37,8 @@ and ``<name>.json``. Usage::
 
     git clone https://github.com/taigw/brats17 BRATS17 && git -C BRATS17 checkout d44297e
     $ORACLE_VENV/bin/python tests/oracle/make_brats_refs.py BRATS17 [--seed 1] [--config FILE] [--name small]
+    $ORACLE_VENV/bin/python tests/oracle/make_brats_refs.py BRATS17 --engine pipeline --fill repeat --name small_repeat
+    $ORACLE_VENV/bin/python tests/oracle/make_brats_refs.py BRATS17 --config ../shared/models/brats17/test_all_class.txt --crop brain --name brain17
 
 The shared folder is ``$NIFTYPORT_SHARED``, else ``../shared`` beside the repository.
 """
@@ -163,6 +170,67 @@ def samples(shape: tuple[int, ...], seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(size, size=min(SAMPLES, size), replace=False))
 
 
+def tf_predictor(checkout: Path):
+    """``predict(net, batch)`` for niftyport's pipeline: the repository's ``MSNet`` on TensorFlow, as ``test.py``
+    builds it (one net object per checkpoint, called again for each new batch shape, weights restored by a
+    Saver of its scope's variables, ``is_training=True``, softmax); batches recorded like ``test.py``'s."""
+    import tensorflow as tf
+    from util.MSNet import MSNet
+
+    sess = tf.InteractiveSession()
+    nets, graphs = {}, {}
+
+    def predict(net, batch):
+        key = (net.checkpoint, batch.shape)
+        if key not in graphs:
+            first = net.checkpoint not in nets
+            if first:
+                nets[net.checkpoint] = MSNet(num_classes=net.class_num, w_regularizer=None, b_regularizer=None,
+                                             name=net.scope)
+                nets[net.checkpoint].set_params({"downsample_twice": net.downsample_twice})
+            x = tf.placeholder(tf.float32, shape=batch.shape)
+            graphs[key] = (x, tf.nn.softmax(nets[net.checkpoint](x, is_training=True)))
+            if first:
+                variables = [v for v in tf.global_variables() if v.name.startswith(net.scope + "/")]
+                sess.run(tf.variables_initializer(variables))
+                tf.train.Saver(variables).restore(sess, str(MODELS / net.checkpoint))
+        x, proby = graphs[key]
+        return sess.run(proby, feed_dict={x: batch})
+
+    return predict
+
+
+def run_test_py(args, checkout: Path, tmp: Path) -> np.ndarray:
+    """``test.test(config)`` of the checkout after ``np.random.seed(seed)``; its label map ``(X, Y, Z)``."""
+    import nibabel as nib
+
+    write_channels(DATA, tmp / "data" / "BraTS_test", crop=args.crop)
+    (tmp / "names.txt").write_text("BraTS_test\n")
+    (tmp / "result").mkdir()
+    write_config(args.config, tmp / "data", tmp / "names.txt", tmp / "result", tmp / "config.txt")
+    cwd = os.getcwd()
+    os.chdir(checkout)
+    try:
+        import test as brats17_test
+
+        np.random.seed(args.seed)
+        brats17_test.test(str(tmp / "config.txt"))
+    finally:
+        os.chdir(cwd)
+    return np.asarray(nib.load(tmp / "result" / "BraTS_test.nii.gz").dataobj)
+
+
+def run_pipeline(args, checkout: Path, tmp: Path) -> np.ndarray:
+    """niftyport's pure pipeline (``niftyport.segmentation.brats``, numpy/scipy only) with :func:`tf_predictor`."""
+    sys.path.insert(0, str(REPO / "src"))
+    from niftyport.segmentation import brats
+
+    paths = write_channels(DATA, tmp, crop=args.crop)
+    config = brats.read_config(args.config)
+    img = brats.segment_brats(*paths, fill=args.fill, seed=args.seed, config=config, predict=tf_predictor(checkout))
+    return np.asarray(img.dataobj)
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkout", type=Path, help="a checkout of github.com/taigw/brats17")
@@ -171,7 +239,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--name", default="small")
     parser.add_argument("--crop", default="small", help="tests/brats_inputs.py CROPS key (small, brain)")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--engine", choices=("test.py", "pipeline"), default="test.py",
+                        help="test.py: the repository's test(); pipeline: niftyport's batches and post-processing "
+                             "with the repository's networks on TensorFlow (for --fill repeat)")
+    parser.add_argument("--fill", choices=("random", "repeat"), default="random", help="with --engine pipeline")
     args = parser.parse_args(argv)
+    if args.engine == "test.py" and args.fill != "random":
+        parser.error("test.py fills with random sub-images only; use --engine pipeline for --fill repeat")
 
     install_shims()
     import niftynet
@@ -180,25 +254,9 @@ def main(argv: list[str]) -> None:
     checkout = args.checkout.resolve()
     sys.path.insert(0, str(checkout))
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        write_channels(DATA, tmp / "data" / "BraTS_test", crop=args.crop)
-        (tmp / "names.txt").write_text("BraTS_test\n")
-        (tmp / "result").mkdir()
-        write_config(args.config, tmp / "data", tmp / "names.txt", tmp / "result", tmp / "config.txt")
-        cwd = os.getcwd()
-        os.chdir(checkout)
-        try:
-            import test as brats17_test
-
-            np.random.seed(args.seed)
-            t0 = time.time()
-            brats17_test.test(str(tmp / "config.txt"))
-            seconds = time.time() - t0
-        finally:
-            os.chdir(cwd)
-        import nibabel as nib
-
-        labels = np.asarray(nib.load(tmp / "result" / "BraTS_test.nii.gz").dataobj)
+        t0 = time.time()
+        labels = (run_test_py if args.engine == "test.py" else run_pipeline)(args, checkout, Path(tmp))
+        seconds = time.time() - t0
 
     arrays = {"labels": labels}
     batches = []
@@ -214,17 +272,24 @@ def main(argv: list[str]) -> None:
                         "min_margin": float(margin.min())})
     args.out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out / f"{args.name}.npz", **arrays)
+    versions = f"TensorFlow {tf.__version__} with NiftyNet {niftynet.__version__.split()[-1]}"
+    source = (f"github.com/taigw/brats17 test.py (commit d44297e), run unmodified on {versions}"
+              if args.engine == "test.py" else
+              f"niftyport.segmentation.brats (batches, post-processing) with github.com/taigw/brats17's "
+              f"util/MSNet.py (commit d44297e) on {versions} as predict")
     meta = {
-        "source": "github.com/taigw/brats17 test.py (commit d44297e), run unmodified on TensorFlow "
-                  f"{tf.__version__} with NiftyNet {niftynet.__version__.split()[-1]} "
-                  "(tests/oracle/make_brats_refs.py)",
+        "source": source + " (tests/oracle/make_brats_refs.py)",
+        "engine": args.engine,
+        "fill": args.fill,
         "config": str(args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config.name),
         "seed": args.seed,
-        "seeding": "np.random.seed(seed) right before test.test(config): the loader's background noise, the "
-                   "sub-images' padding and the last batches' N(0, 1) fillers all come from it",
+        "seeding": ("np.random.seed(seed) right before test.test(config): the loader's background noise, the "
+                    "sub-images' padding and the last batches' N(0, 1) fillers all come from it"
+                    if args.engine == "test.py" else "segment_brats(..., seed=seed): its RandomState(seed)"),
         "input": "tests/brats_inputs.py write_channels(shared/data, crop=CROP): BraTS_test_{flair,t1,t1ce,t2}.nii.gz",
         "crop": args.crop,
-        "labels": "test.py's output file, (X, Y, Z) int16 (save_array_as_nifty_volume)",
+        "labels": ("test.py's output file, (X, Y, Z) int16 (save_array_as_nifty_volume)" if args.engine == "test.py"
+                   else "segment_brats' label map, (X, Y, Z) int32"),
         "label_counts": {str(int(v)): int((labels == v).sum()) for v in np.unique(labels)},
         "batches": batches,
         "samples_per_batch": SAMPLES,
