@@ -49,8 +49,9 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_channels(SHARED / "data", Path(tmp), crop=meta.get("crop", "small"))
         t0 = time.time()
-        img, res = brats.segment_brats(*paths, weights_dir=SHARED / "models" / "brats17", fill=meta.get("fill", "random"),
-                                       seed=meta["seed"], config=config, device="cpu", result=True, record=True)
+        img, res = brats.segment_brats(*paths, weights_dir=SHARED / "models" / "brats17",
+                                       fill=meta.get("fill", "random"), seed=meta["seed"], config=config,
+                                       device="cpu", result=True, record=True)
         seconds = time.time() - t0
     same = 0
     worst = 0.0

@@ -38,7 +38,8 @@ and ``<name>.json``. Usage::
     git clone https://github.com/taigw/brats17 BRATS17 && git -C BRATS17 checkout d44297e
     $ORACLE_VENV/bin/python tests/oracle/make_brats_refs.py BRATS17 [--seed 1] [--config FILE] [--name small]
     $ORACLE_VENV/bin/python tests/oracle/make_brats_refs.py BRATS17 --engine pipeline --fill repeat --name small_repeat
-    $ORACLE_VENV/bin/python tests/oracle/make_brats_refs.py BRATS17 --config ../shared/models/brats17/test_all_class.txt --crop brain --name brain17
+    $ORACLE_VENV/bin/python tests/oracle/make_brats_refs.py BRATS17 \
+        --config ../shared/models/brats17/test_all_class.txt --crop brain --name brain17
 
 The shared folder is ``$NIFTYPORT_SHARED``, else ``../shared`` beside the repository.
 """
