@@ -65,7 +65,7 @@ def main(args: list[str] | None = None) -> int:
     return 0
 
 # The command groups register themselves on ``cli``.
-from . import checkpoint, cohort, networks, reporting, segment, segmentation, training  # noqa: E402,F401
+from . import brats, checkpoint, cohort, networks, reporting, segment, segmentation, training  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

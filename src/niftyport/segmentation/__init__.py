@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import importlib
 
-_EXPORTS = {"segment": "application", "run_segmentation": "application", "Segmentation": "application"}
+_EXPORTS = {"segment": "application", "run_segmentation": "application", "Segmentation": "application",
+            "segment_brats": "brats"}
 
 __all__ = sorted(_EXPORTS)
 
