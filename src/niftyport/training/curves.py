@@ -34,7 +34,8 @@ def write_curves(path: Path, training: Sequence[tuple[int, float, float]],
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 6 if validation else 3.5), dpi=100, layout="constrained")
+    fig = Figure(figsize=(8, 6 if validation else 3.5), dpi=90)
+    fig.subplots_adjust(left=0.1, right=0.97, top=0.97, bottom=0.09 if validation else 0.15, hspace=0.08)
     FigureCanvasAgg(fig)
     axes = fig.subplots(2 if validation else 1, 1, sharex=True, squeeze=False)[:, 0]
     it, loss, total = (np.array([row[k] for row in training], dtype=np.float64) for k in range(3))

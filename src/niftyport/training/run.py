@@ -23,7 +23,7 @@ with the same results as a run without the interruption.
 
 Departures from NiftyNet: the windows' random order (:mod:`.sampler`);
 "random initialisation" is the module's own (PyTorch's) initialiser, not
-NiftyNet's ``he_normal``; a checkpoint is written after the validation
+NiftyNet's ``he_normal``, seeded with the run's seed; a checkpoint is written after the validation
 round of its iteration (NiftyNet saves before it; the variables are the
 same, validation changes nothing); the Dice columns, the curves and
 ``resume`` are niftyport's.
@@ -170,11 +170,14 @@ class _Trainer:
     regulariser: Regulariser | None = None
 
 
-def _build(config: Config, settings: TrainingSection, checkpoint: Path | None, device: torch.device):
-    """The trainer, and the checkpoint read (or None)."""
+def _build(config: Config, settings: TrainingSection, checkpoint: Path | None, device: torch.device, seed: int):
+    """The trainer, and the checkpoint read (or None); the module's initial values drawn from ``seed``
+    (torch's generator forked: the global state is left as it was)."""
     spec = networks.get(config.network.name or "")
-    model = networks.build(spec.name, num_classes=config.segmentation.num_classes,
-                           acti_func=config.network.activation_function).to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = networks.build(spec.name, num_classes=config.segmentation.num_classes,
+                               acti_func=config.network.activation_function).to(device)
     ckpt = read_checkpoint(checkpoint) if checkpoint is not None else None
     scope = networks.scope_of([v.name for v in ckpt.variables if v.kept], spec) if ckpt else spec.default_scope
     rules = spec.rules(scope, acti_func=config.network.activation_function)
@@ -237,7 +240,7 @@ def train(config: Config, options: TrainOptions = TrainOptions(), *,
     validating = settings.validation_every_n > 0
     if not options.resume:
         _check_outputs(model_dir, start, stop, options.force)
-    trainer, ckpt = _build(config, settings, checkpoint, torch.device(options.device))
+    trainer, ckpt = _build(config, settings, checkpoint, torch.device(options.device), seed)
     if ckpt is not None:
         report = restore(trainer.variables, ckpt, vars_to_restore="" if options.resume else settings.vars_to_restore)
         echo(f"restored {len(report.restored)} of {len(trainer.variables)} variables from {ckpt.prefix}")
