@@ -34,7 +34,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import make_training_refs as refs  # noqa: E402
+import make_training_refs as refs
 
 NETWORKS_DIR = refs.ORACLE / "networks"
 DECAY = 0.01
@@ -44,10 +44,10 @@ CASE = "adam_dice_decay"
 def regularised_variables(key: str) -> dict[str, list[str]]:
     """One network's regularised and trainable variables (in a fresh process: NiftyNet keeps module state)."""
     sys.path.insert(0, str(NETWORKS_DIR))
-    import nn_compat_networks  # noqa: F401  (shims, contrib regularizers; before niftynet)
     import importlib
 
     import networks as specs
+    import nn_compat_networks  # noqa: F401  (shims, contrib regularizers; before niftynet)
     tf = sys.modules["tensorflow"]
     from tensorflow.contrib.layers.python.layers import regularizers
 

@@ -6,8 +6,16 @@ import pytest
 import scipy.ndimage as ndi
 
 from niftyport.errors import TrainingError
-from niftyport.training.augmentation import (Augmentation, Transform, antialiasing_sigma, apply_transform,
-                                             draw_transform, rotate, rotation_matrix, scale)
+from niftyport.training.augmentation import (
+    Augmentation,
+    Transform,
+    antialiasing_sigma,
+    apply_transform,
+    draw_transform,
+    rotate,
+    rotation_matrix,
+    scale,
+)
 
 VOLUME = np.arange(4 * 4 * 2, dtype=np.float32).reshape(4, 4, 2)
 

@@ -11,8 +11,14 @@ from scipy import stats
 from niftyport.errors import TrainingError
 from niftyport.training.data import TrainingVolume
 from niftyport.training.sampler import SamplerSettings, WindowSampler, prefetched
-from niftyport.training.sampling import (balanced_centres, centres_to_corners, sampling_box, uniform_centres,
-                                         weighted_centres, weighted_probabilities)
+from niftyport.training.sampling import (
+    balanced_centres,
+    centres_to_corners,
+    sampling_box,
+    uniform_centres,
+    weighted_centres,
+    weighted_probabilities,
+)
 
 
 def chi_square_ok(counts: np.ndarray, probabilities: np.ndarray) -> bool:
@@ -195,3 +201,15 @@ def test_prefetch_passes_errors_on():
     assert [next(stream), next(stream)] == [0, 1]
     with pytest.raises(TrainingError, match="bad volume"):
         next(stream)
+
+
+def test_window_batches_is_the_plain_uniform_sampler():
+    from niftyport.training.data import window_batches
+
+    volumes = [coordinate_volume((9, 8, 7), "a"), coordinate_volume((6, 6, 6), "b")]
+    pairs = window_batches(volumes, (4, 3, 2), batch_size=2, sample_per_volume=3, seed=6)
+    sampler = WindowSampler(volumes, SamplerSettings(window=(4, 3, 2), batch_size=2, sample_per_volume=3, seed=6))
+    for i in range(4):
+        image, label = next(pairs)
+        assert image.dtype == np.float32 and label.dtype == np.int64 and image.shape == (2, 1, 4, 3, 2)
+        np.testing.assert_array_equal(image, sampler.batch(i).image)

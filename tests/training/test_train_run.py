@@ -64,7 +64,7 @@ image = image
 label = label
 sampler = label
 num_classes = 3
-"""
+{segmentation}"""
 
 
 def make_data(folder, n=4, shape=(12, 11, 10)):
@@ -80,13 +80,13 @@ def make_data(folder, n=4, shape=(12, 11, 10)):
         nib.save(nib.Nifti1Image(label, np.eye(4)), str(folder / f"s{k}_lab.nii.gz"))
 
 
-def config_in(tmp_path, name="run", sampling="balanced", training="", network=""):
+def config_in(tmp_path, name="run", sampling="balanced", training="", network="", segmentation=""):
     data = tmp_path / "data"
     if not data.exists():
         make_data(data)
     ini = tmp_path / f"{name}.ini"
     ini.write_text(CONFIG.format(data=data, model_dir=tmp_path / name, sampling=sampling, training=training,
-                                 network=network))
+                                 network=network, segmentation=segmentation))
     return load_config(ini)
 
 
@@ -204,6 +204,14 @@ def test_other_samplers_run(tmp_path, sampling, two_threads):
     assert [i for i, _ in result.losses] == [1, 2] and all(np.isfinite(v) for _, v in result.losses)
 
 
+def test_weight_map_reaches_the_loss(tmp_path, two_threads):
+    # [SEGMENTATION] weight: the image's intensities (about 100 .. 180) as voxel weights of the Dice loss
+    plain = train(config_in(tmp_path, name="plain"), TrainOptions(verbose=False, max_iter=1, curves=False))
+    weighted = train(config_in(tmp_path, name="weighted", segmentation="weight = image\n"),
+                     TrainOptions(verbose=False, max_iter=1, curves=False))
+    assert plain.losses[0][1] != pytest.approx(weighted.losses[0][1], rel=1e-4)
+
+
 def test_command_line_resume_and_quiet(tmp_path, capsys):
     config_in(tmp_path)
     ini = str(tmp_path / "run.ini")
@@ -231,7 +239,9 @@ def test_refused_and_ignored_options(tmp_path, capsys):
             (with_training(base, random_flipping_axes="3"), r"random_flipping_axes = \(3,\): spatial axes"),
             (config_in(tmp_path, name="bad2", sampling="resize"), r"window_sampling = 'resize'"),
             (config_in(tmp_path, name="bad3", network="keep_prob = 0.5\n"), r"keep_prob = 0.5: dropout"),
-            (config_in(tmp_path, name="bad4", network="decay = 0.1\nreg_type = L3\n"), r"reg_type = 'L3'")]:
+            (config_in(tmp_path, name="bad4", network="decay = 0.1\nreg_type = L3\n"), r"reg_type = 'L3'"),
+            (dataclasses.replace(base, segmentation=dataclasses.replace(base.segmentation, image=("image", "label"))),
+             r"one image modality")]:
         with pytest.raises(TrainingError, match=fragment):
             train(cfg, TrainOptions(verbose=False, max_iter=1))
 

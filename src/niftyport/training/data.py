@@ -145,7 +145,8 @@ def uniform_corners(shape: Sequence[int], window: Sequence[int], n: int, rng: np
 def window_batches(volumes: Sequence[TrainingVolume], window: Sequence[int], *, batch_size: int,
                    sample_per_volume: int = 1, seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Endless ``(image, label)`` batches of uniform windows, no augmentation,
-    ``(batch_size, 1, *window)`` float32 and int64 (torch layout); see :class:`~niftyport.training.sampler.WindowSampler`."""
+    ``(batch_size, 1, *window)`` float32 and int64 (torch layout);
+    see :class:`~niftyport.training.sampler.WindowSampler`."""
     from .sampler import SamplerSettings, WindowSampler
 
     settings = SamplerSettings(window=tuple(int(w) for w in window[:3]), batch_size=batch_size,

@@ -48,8 +48,14 @@ from ..errors import CheckpointError, TrainingError
 from ..outputs import write_text_atomic
 from ..weights import save_safetensors
 from .batchnorm import BatchNormTraining
-from .checkpoints import ResumeState, complete_checkpoints, read_resume_state, remove_checkpoint, write_index, \
-    write_resume_state
+from .checkpoints import (
+    ResumeState,
+    complete_checkpoints,
+    read_resume_state,
+    remove_checkpoint,
+    write_index,
+    write_resume_state,
+)
 from .curves import CURVES_NAME, write_curves
 from .data import input_orders, load_training_volumes, training_subjects
 from .loop import LossSettings, format_loss, train_step_losses, validation_step
@@ -200,8 +206,9 @@ def _samplers(config: Config, settings: TrainingSection, split: Split, seed: int
     window = tuple(int(w) for w in config.section_window[:3])
     if len(window) != 3:
         raise TrainingError(f"spatial_window_size {config.section_window}: training needs a 3-D window")
-    common = dict(window=window, batch_size=config.network.batch_size, sample_per_volume=settings.sample_per_volume,
-                  method=config.network.window_sampling, orders=input_orders(config), seed=seed)
+    common = {"window": window, "batch_size": config.network.batch_size,
+              "sample_per_volume": settings.sample_per_volume, "method": config.network.window_sampling,
+              "orders": input_orders(config), "seed": seed}
     training = WindowSampler(load_training_volumes(config, split.training),
                              SamplerSettings(augmentation=augmentation(settings), stream=TRAINING_STREAM, **common))
     validation = None
@@ -299,6 +306,9 @@ class _Logs:
         self.validation_rows = [(int(r["iteration"]), float(r["loss"]), float(r["total_loss"]),
                                  np.array([float(r[f"dice_{c}"]) for c in range(num_classes)])) for r in v_old]
         run.model_dir.mkdir(parents=True, exist_ok=True)
+        stale = run.model_dir / VALIDATION_LOG_NAME
+        if not validating and not run.options.resume and stale.is_file():
+            stale.unlink()              # an earlier run's (replacing it was allowed by --force)
         self._files = [_csv(self.training_path, header, old)]
         if self.validation_path is not None:
             self._files.append(_csv(self.validation_path, v_header, v_old))
@@ -339,7 +349,7 @@ def _csv(path: Path, header: list[str], rows: list[dict]):
     """``(handle, writer)`` appending to ``path``, first rewritten (atomically) with ``header`` and ``rows``."""
     text = [",".join(header)] + [",".join(str(r.get(h, "")) for h in header) for r in rows]
     write_text_atomic(path, "\n".join(text) + "\n")
-    handle = open(path, "a", newline="", encoding="utf-8")
+    handle = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (closed by _Logs.close)
     return handle, csv.writer(handle)
 
 

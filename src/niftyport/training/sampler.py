@@ -72,7 +72,7 @@ class SamplerState:
         return {"seed": self.seed, "stream": self.stream, "batches": self.batches}
 
     @classmethod
-    def from_json(cls, data: Mapping) -> "SamplerState":
+    def from_json(cls, data: Mapping) -> SamplerState:
         return cls(int(data["seed"]), int(data["stream"]), int(data["batches"]))
 
 
@@ -148,7 +148,8 @@ class WindowSampler:
         return Batch(index, image, label, weight)
 
     def batches(self, start: int = 0, *, prefetch: int = 0) -> Iterator[Batch]:
-        """Batches ``start, start + 1, ...``; ``prefetch > 0``: computed ahead by a thread, at most that many waiting."""
+        """Batches ``start, start + 1, ...``; ``prefetch > 0``: computed ahead by a thread,
+        at most that many waiting."""
         if prefetch <= 0:
             index = start
             while True:
@@ -178,7 +179,7 @@ def prefetched(make, start: int, depth: int) -> Iterator:
         while not stop.is_set():
             try:
                 item = (True, make(index))
-            except BaseException as exc:  # handed to the consumer, which raises it
+            except Exception as exc:  # noqa: BLE001 (handed to the consumer, which raises it)
                 item = (False, exc)
             while not stop.is_set():
                 try:

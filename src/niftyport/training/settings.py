@@ -13,8 +13,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from ..config import (Config, _check, _Invalid, _message, _Section, _spec, choice, to_bool, to_float,
-                      to_float_tuple, to_int, to_int_tuple, to_str)
+from ..config import (
+    Config,
+    _check,
+    _Invalid,
+    _message,
+    _Section,
+    _spec,
+    choice,
+    to_bool,
+    to_float,
+    to_float_tuple,
+    to_int,
+    to_int_tuple,
+    to_str,
+)
 from ..errors import ConfigError, TrainingError
 from .augmentation import Augmentation
 from .losses import LOSSES
@@ -109,6 +122,9 @@ def unsupported_options(section: TrainingSection, config: Config) -> list[str]:
     if config.network.window_sampling not in SAMPLERS:
         problems.append(_message("NETWORK", "window_sampling", config.network.window_sampling,
                                  f"training supports the {', '.join(SAMPLERS)} samplers"))
+    if len(config.segmentation.image) > 1:
+        problems.append(_message("SEGMENTATION", "image", ", ".join(config.segmentation.image),
+                                 "training takes one image modality (several are not supported)"))
     if config.segmentation.label_normalisation:
         problems.append(_message("SEGMENTATION", "label_normalisation", True, "is not supported yet"))
     if config.segmentation.do_mixup:

@@ -80,7 +80,7 @@ def new_split(subjects: Sequence[str], valid_fraction: float, infer_fraction: fl
     n = len(subjects)
     valid_fraction = max(min(1.0, float(valid_fraction)), 0.0)
     infer_fraction = max(min(1.0, float(infer_fraction)), 0.0)
-    n_valid, n_infer = int(math.ceil(n * valid_fraction)), int(math.ceil(n * infer_fraction))
+    n_valid, n_infer = math.ceil(n * valid_fraction), math.ceil(n * infer_fraction)
     phases = (["training"] * (n - n_valid - n_infer) + ["validation"] * n_valid + ["inference"] * n_infer)[:n]
     order = rng.permutation(len(phases))
     return list(zip(subjects, [phases[i] for i in order]))
