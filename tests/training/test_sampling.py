@@ -65,15 +65,24 @@ RAMP = np.arange(5, dtype=np.float32).reshape(5, 1, 1)
 
 
 @pytest.mark.parametrize("n, s, expected", [
-    # shares after subtracting the minimum: 0, .1, .2, .3, .4; cumulative 0, .1, .3, .6, 1
-    (1, 0, [0, 0, 0, 0.2, 0.8]),           # threshold uniform on [1/2, 1]
-    (2, 0, [0, 0, 0, 0, 1.0]),             # [2/3, 1]: above .6 only voxel 4
-    (2, 1, [0, 0, 0, 0.8, 0.2]),           # [1/3, 2/3]: (.3, .6] is .8 of it, (.6, 2/3] .2
-    (4, 3, [0, 0, 0.5, 0.5, 0]),           # [1/5, 2/5]: (.1, .3] covers [.2, .3], (.3, .6] covers (.3, .4]
+    # shares 0, .1, .2, .3, .4; cumulative 0, .1, .3, .6, 1; draw s of n: threshold uniform on (1 - (s+1)/n, 1 - s/n]
+    (1, 0, [0, 0.1, 0.2, 0.3, 0.4]),         # (0, 1]: the shares themselves
+    (2, 0, [0, 0, 0, 0.2, 0.8]),             # (1/2, 1]: (.3, .6] covers .1 of its .5, (.6, 1] .4
+    (2, 1, [0, 0.2, 0.4, 0.4, 0]),           # (0, 1/2]: (0, .1], (.1, .3], (.3, .5]
+    (4, 3, [0, 0.4, 0.6, 0, 0]),             # (0, 1/4]: (0, .1], (.1, .25]
 ])
 def test_weighted_probabilities_by_hand(n, s, expected):
     p = weighted_probabilities(RAMP, (1, 1, 1), n, s)
     np.testing.assert_allclose(p.ravel(), expected, atol=1e-6)  # float32 shares, as NiftyNet's
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([1.0, 1.0, 2.0], [0.25, 0.25, 0.5]),    # a positive minimum is kept (0.6.0 shifts only negative maps)
+    ([-1.0, 0.0, 1.0], [0.0, 1 / 3, 2 / 3]),  # shifted to 0, 1, 2
+])
+def test_weighted_shift_only_for_negative_maps(values, expected):
+    p = weighted_probabilities(np.array(values, np.float32).reshape(3, 1, 1), (1, 1, 1), 1, 0)
+    np.testing.assert_allclose(p.ravel(), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])
@@ -83,6 +92,8 @@ def test_weighted_centres_follow_the_probabilities(n):
     for s in range(n):
         expected = weighted_probabilities(RAMP, (1, 1, 1), n, s).ravel()
         assert chi_square_ok(np.bincount(draws[:, s], minlength=5), expected), (n, s)
+    # over the n draws: proportional to the map
+    assert chi_square_ok(np.bincount(draws.ravel(), minlength=5), RAMP.ravel() / RAMP.sum())
 
 
 def test_weighted_centres_stay_in_the_box_and_follow_a_3d_map():
@@ -91,15 +102,17 @@ def test_weighted_centres_stay_in_the_box_and_follow_a_3d_map():
     sampler_map[1, 2, 2], sampler_map[4, 4, 3], sampler_map[0, 0, 0] = 1.0, 3.0, 100.0  # (0,0,0) outside the box
     window = (3, 3, 3)
     centres = np.stack([weighted_centres(1, sampler_map.shape, window, sampler_map, rng)[0] for _ in range(2000)])
-    # one draw: threshold in [1/2, 1]; cumulative shares 1/4 (voxel (1,2,2)), 1 (voxel (4,4,3)) -> only the latter
-    np.testing.assert_array_equal(np.unique(centres, axis=0), [[4, 4, 3]])
+    # only the two voxels inside the box carry weight: 1/4 and 3/4
+    found, counts = np.unique(centres, axis=0, return_counts=True)
+    np.testing.assert_array_equal(found, [[1, 2, 2], [4, 4, 3]])
+    assert chi_square_ok(counts, [0.25, 0.75])
     corners = centres_to_corners(centres, window)
-    assert np.all(corners + window <= sampler_map.shape)
+    assert np.all(corners >= 0) and np.all(corners + window <= sampler_map.shape)
 
 
-def test_constant_weighted_map_is_uniform_over_the_box():
+def test_zero_weighted_map_is_uniform_over_the_box():
     rng = np.random.default_rng(0)
-    centres = np.concatenate([weighted_centres(1, (5, 4, 3), (3, 2, 1), np.ones((5, 4, 3)), rng)
+    centres = np.concatenate([weighted_centres(1, (5, 4, 3), (3, 2, 1), np.zeros((5, 4, 3)), rng)
                               for _ in range(3000)])
     # box x [1, 4), y [1, 3) (even window: the last corner dropped), z [0, 3)
     flat = np.ravel_multi_index((centres[:, 0] - 1, centres[:, 1] - 1, centres[:, 2]), (3, 2, 3))

@@ -11,22 +11,22 @@ crops at (``_spatial_coordinates_generator`` in
   ``[0, max(shape - window, 0)]``;
 * :func:`weighted_centres` -- ``weighted_spatial_coordinates``
   (``sampler_weighted_v2.py``): the cumulative histogram of the sampler
-  map (cropped to where a centre keeps the window inside, minus its
-  minimum), ``n`` stratified draws ``1 - (u + s) / (n + 1)``, ``s = 0 .. n-1``;
+  map (cropped to where a centre keeps the window inside; shifted to start
+  at 0 only when it has negative values), ``n`` stratified draws: draw ``s``
+  takes the threshold ``1 - (u + s) / n``, ``s = 0 .. n-1``, so each draw
+  covers its own ``1 / n`` of the cumulative mass and, over the ``n`` draws,
+  a centre is drawn with probability proportional to the map;
 * :func:`balanced_centres` -- ``balanced_spatial_coordinates``
   (``sampler_balanced_v2.py``): a multinomial count per distinct value of
   the cropped map (each equally likely), then centres drawn with
   replacement among that value's voxels, grouped by value in ascending order.
 
-Two properties of NiftyNet's weighted sampler are kept on purpose (they
-change which windows are seen): a window centre is never drawn where the
-map has its minimum (the map is shifted to start at 0), and with ``n``
-samples per volume the lowest ``1 / (n + 1)`` of the cumulative mass is
-never reached (so with one sample only centres in the upper half of the
-sorted cumulative histogram are drawn); :func:`weighted_probabilities`
-gives the exact per-draw probabilities. For an even window size the
-cropped map (:func:`sampling_box`) also leaves out the last corner
-position ``shape - window``, as NiftyNet's ``crop_sampling_map`` does.
+:func:`weighted_probabilities` gives the exact probabilities of each
+draw. For an even window size the cropped map (:func:`sampling_box`) leaves
+out the last corner position ``shape - window``, as NiftyNet's
+``crop_sampling_map`` does. (Later NiftyNet versions changed the weighted
+draws to ``1 - (u + s) / (n + 1)`` and always subtract the minimum; 0.6.0's
+are the ones here.)
 
 Departure: NiftyNet draws from NumPy's global ``np.random``; here from the
 :class:`numpy.random.Generator` passed in (``random``, ``integers``,
@@ -93,9 +93,12 @@ def _cropped(sampler_map: np.ndarray, shape: Sequence[int], window: Sequence[int
 
 
 def _sorted_cumulative(cropped: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """``(sorting indices, cumulative normalised sorted map, normaliser)`` of the minimum-shifted map."""
+    """``(sorting indices, cumulative normalised sorted map, normaliser)``; a map with negative values
+    is shifted to start at 0 first."""
     flat = cropped.reshape(-1)
-    flat = flat - np.min(flat)
+    minimum = np.min(flat)
+    if minimum < 0:
+        flat = flat - minimum
     normaliser = flat.sum()
     order = np.argsort(flat)
     with np.errstate(invalid="ignore", divide="ignore"):   # a constant map: unused, NiftyNet draws uniformly
@@ -107,14 +110,14 @@ def weighted_centres(n: int, shape: Sequence[int], window: Sequence[int], sample
     """``(n, 3)`` centres drawn from ``sampler_map`` ``(X, Y, Z)`` by NiftyNet's cumulative histogram.
 
     Draw ``s`` takes the first sorted voxel whose cumulative share reaches
-    ``1 - (u + s) / (n + 1)``, ``u`` uniform in ``[0, 1)``; a constant map
+    ``1 - (u + s) / n``, ``u`` uniform in ``[0, 1)``; a map that sums to 0
     falls back to a uniform voxel of the cropped map.
     """
     cropped = _cropped(sampler_map, shape, window)
     order, cumulative, normaliser = _sorted_cumulative(cropped)
     centres = np.zeros((n, 3), dtype=np.int64)
     for s in range(n):
-        ratio = 1 - (rng.random() + s) / (n + 1)
+        ratio = 1 - (rng.random() + s) / n
         index = rng.integers(len(cumulative)) if normaliser == 0 else int(np.argmax(cumulative >= ratio))
         centres[s] = np.unravel_index(order[index], cropped.shape)
     return centres + np.asarray(window[:3], dtype=np.int64) // 2
@@ -123,9 +126,10 @@ def weighted_centres(n: int, shape: Sequence[int], window: Sequence[int], sample
 def weighted_probabilities(sampler_map: np.ndarray, window: Sequence[int], n: int, s: int) -> np.ndarray:
     """The probability of each centre for draw ``s`` of ``n`` in :func:`weighted_centres`, ``sampler_map``'s shape.
 
-    Draw ``s``'s threshold is uniform on ``[1 - (s + 1) / (n + 1), 1 - s / (n + 1)]``;
+    Draw ``s``'s threshold is uniform on ``(1 - (s + 1) / n, 1 - s / n]``;
     voxel ``k`` (in sorted order) is chosen when the threshold lies in
-    ``(c[k-1], c[k]]`` of the cumulative shares ``c``. Zero outside :func:`sampling_box`.
+    ``(c[k-1], c[k]]`` of the cumulative shares ``c``. Zero outside :func:`sampling_box`;
+    the mean over ``s`` is the map divided by its sum.
     """
     shape = sampler_map.shape[:3]
     cropped = _cropped(sampler_map, shape, window)
@@ -133,7 +137,7 @@ def weighted_probabilities(sampler_map: np.ndarray, window: Sequence[int], n: in
     if normaliser == 0:
         inside = np.full(cropped.size, 1.0 / cropped.size)
     else:
-        low, high = 1 - (s + 1) / (n + 1), 1 - s / (n + 1)
+        low, high = 1 - (s + 1) / n, 1 - s / n
         edges = np.concatenate([[-np.inf], cumulative])
         overlap = np.clip(np.minimum(edges[1:], high) - np.maximum(edges[:-1], low), 0, None)
         inside = np.zeros(cropped.size)
