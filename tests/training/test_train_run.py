@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import re
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -263,3 +265,21 @@ def test_refused_and_ignored_options(tmp_path, capsys):
 ])
 def test_should_stop_by_hand(history, mode, expected):
     assert should_stop(history, mode) is expected
+
+
+def test_progress_bar_on_a_terminal(tmp_path, monkeypatch, two_threads):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    lines = []
+    train(config_in(tmp_path), TrainOptions(progress=True, max_iter=2, curves=False), echo=lines.append)
+    bar = screen.getvalue()
+    assert "training" in bar and "2/2" in bar and "it/s" in bar and "loss=" in bar
+    assert any(line.startswith("iter 2 loss ") for line in lines)
+    screen.truncate(0)
+    train(config_in(tmp_path, name="quiet"), TrainOptions(progress=False, verbose=False, max_iter=2, curves=False),
+          echo=lines.append)
+    assert screen.getvalue().strip("\x00") == ""

@@ -413,6 +413,24 @@ def _echo(run: _Run, line: str) -> None:
             run.echo(line)
 
 
+@dataclass
+class _Taken:
+    """Batches taken from the two samplers so far, and the validation history (what a checkpoint's sidecar keeps)."""
+
+    training: int
+    validation: int
+    history: list[float]
+
+    def state(self, iteration: int, seed: int) -> ResumeState:
+        return ResumeState(iteration, seed, self.training, self.validation, tuple(self.history))
+
+
+def _checkpoint(trainer: _Trainer, run: _Run, logs: _Logs, iteration: int, taken: _Taken) -> Path | None:
+    """A complete checkpoint of ``iteration`` and the curves; returns the PNG (None when not drawn)."""
+    _save(trainer, run, iteration, taken.state(iteration, run.seed))
+    return logs.curves() if run.options.curves else None
+
+
 def _loop(trainer: _Trainer, run: _Run, training: WindowSampler, validation: WindowSampler | None) -> TrainResult:
     from tqdm import tqdm
 
@@ -420,19 +438,18 @@ def _loop(trainer: _Trainer, run: _Run, training: WindowSampler, validation: Win
                          validation_log=run.model_dir / VALIDATION_LOG_NAME if validation else None)
     loss = LossSettings(run.settings.loss_type, run.config.segmentation.softmax)
     logs = _Logs(run, run.config.segmentation.num_classes, validation is not None)
-    state = run.state
-    taken, v_taken, history = state.training_batches, state.validation_batches, list(state.history)
-    batches = training.batches(taken, prefetch=run.prefetch)
-    v_batches = validation.batches(v_taken, prefetch=run.prefetch) if validation else None
+    taken = _Taken(run.state.training_batches, run.state.validation_batches, list(run.state.history))
+    batches = training.batches(taken.training, prefetch=run.prefetch)
+    v_batches = validation.batches(taken.validation, prefetch=run.prefetch) if validation else None
     bar = tqdm(total=len(run.iterations), unit="it", desc="training", disable=None if run.options.progress else True)
-    stopped, last_saved, done = False, None, None
+    stopped, saved, curves = False, None, None
     try:
         for iteration in run.iterations:
             tic = time.perf_counter()
             image, label, weight = _tensors(next(batches), trainer.device)
             step = train_step_losses(trainer.model, trainer.optimiser, trainer.batch_norm, image, label, loss=loss,
                                      weight_map=weight, regulariser=trainer.regulariser)
-            taken += 1
+            taken.training += 1
             seconds = time.perf_counter() - tic
             result.losses.append((iteration, step.loss))
             result.total_losses.append((iteration, step.total_loss))
@@ -441,32 +458,26 @@ def _loop(trainer: _Trainer, run: _Run, training: WindowSampler, validation: Win
             bar.update(1)
             bar.set_postfix(loss=f"{step.loss:.4f}", refresh=False)
             if v_batches is not None and iteration % run.settings.validation_every_n == 0:
-                row, stopped, n = _validate(trainer, run, iteration, v_batches, history, loss)
-                v_taken += n
+                row, stopped, n = _validate(trainer, run, iteration, v_batches, taken.history, loss)
+                taken.validation += n
                 result.validation.append(row)
                 logs.validation(row)
-            done = iteration
             if stopped or (run.settings.save_every_n > 0 and iteration % run.settings.save_every_n == 0):
-                last_saved = _save(trainer, run, iteration, ResumeState(iteration, run.seed, taken, v_taken,
-                                                                        tuple(history)))
-                if run.options.curves:
-                    result = _with(result, curves=logs.curves())
+                curves, saved = _checkpoint(trainer, run, logs, iteration, taken), iteration
             if run.options.on_iteration is not None:
                 run.options.on_iteration(iteration)
             if stopped:
                 _echo(run, f"early stopping at iteration {iteration} ({run.settings.early_stopping_mode})")
                 break
-        if last_saved is None or last_saved.name != f"model.ckpt-{done}":
-            _save(trainer, run, done, ResumeState(done, run.seed, taken, v_taken, tuple(history)))
-            if run.options.curves:
-                result = _with(result, curves=logs.curves())
+        if saved != iteration:
+            curves = _checkpoint(trainer, run, logs, iteration, taken)
     finally:
         bar.close()
         logs.close()
         batches.close()
         if v_batches is not None:
             v_batches.close()
-    return _with(result, checkpoints=list(run.kept), stopped_early=stopped)
+    return _with(result, checkpoints=list(run.kept), stopped_early=stopped, curves=curves)
 
 
 def _with(result: TrainResult, **changes) -> TrainResult:
