@@ -15,7 +15,7 @@ from . import cli
               help="NiftyNet home folder for relative paths in the config (default: ~/niftynet).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the window samplers and the data split.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the window samplers, the data split and the initial weights (starting_iter = 0).")
 @click.option("--max-iter", type=click.IntRange(min=1), help="Override [TRAINING] max_iter.")
 @click.option("--resume", is_flag=True,
               help="Continue the interrupted run of model_dir from its last complete checkpoint "

@@ -82,7 +82,7 @@ class TrainOptions:
     """What the command line adds to the config.
 
     ``weights``: a checkpoint to start from instead of ``model_dir/models/model.ckpt-<starting_iter>``;
-    ``device``: a torch device; ``seed``: the samplers' and the split's; ``max_iter``: overrides the config's;
+    ``device``: a torch device; ``seed``: the samplers', the split's and the initial weights'; ``max_iter``: overrides the config's;
     ``force``: replace checkpoints and logs of earlier runs; ``resume``: continue the run of
     ``model_dir`` from its last complete checkpoint (its seed, samplers and logs);
     ``progress``: a tqdm bar on stderr (loss, iterations/s) when stderr is a terminal;
