@@ -227,6 +227,10 @@ def test_command_line_resume_and_quiet(tmp_path, capsys):
     assert "iter 3 loss" in out and "iter 2 loss" not in out and "    validation iter 4 loss" in out
     status = main(["train", "--config", ini, "--max-iter", "4"])
     one_line_error(status, capsys.readouterr().err, "exists", "--force", "--resume")
+    # a config whose windows differ cannot continue the run
+    (tmp_path / "run.ini").write_text((tmp_path / "run.ini").read_text().replace("batch_size = 2", "batch_size = 1"))
+    status = main(["train", "--config", ini, "--max-iter", "6", "--resume"])
+    one_line_error(status, capsys.readouterr().err, "--resume: batch_size was 2", "now 1")
 
 
 def test_refused_and_ignored_options(tmp_path, capsys):

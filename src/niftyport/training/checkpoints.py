@@ -7,8 +7,10 @@ temporary name first, then renamed):
    training variable under NiftyNet's names (NiftyNet restores it);
 2. ``model.ckpt-N.safetensors``: the module's ``state_dict``;
 3. ``model.ckpt-N.resume.json``: what the variables do not hold -- the
-   samplers' states (:class:`~niftyport.training.sampler.SamplerState`: seed,
-   stream, batches taken), the early-stopping history, the seed;
+   samplers' states (the seed and the batches taken from each stream), the
+   early-stopping history, and what else decides the windows (window, batch
+   size, samples per volume, sampler, augmentation, the subjects of each
+   phase: a resumed run must have the same);
 4. the folder's ``checkpoint`` index (TensorFlow's text format,
    ``model_checkpoint_path`` and one ``all_model_checkpoint_paths`` line per
    checkpoint kept), naming it.

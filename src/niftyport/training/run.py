@@ -218,6 +218,25 @@ def _samplers(config: Config, settings: TrainingSection, split: Split, seed: int
     return training, validation
 
 
+def _sampling(config: Config, settings: TrainingSection, split: Split) -> dict:
+    """What decides the samplers' batches besides the seed: a resumed run must have the same."""
+    return {"window": [int(w) for w in config.section_window[:3]], "batch_size": config.network.batch_size,
+            "sample_per_volume": settings.sample_per_volume, "window_sampling": config.network.window_sampling,
+            "augmentation": repr(augmentation(settings)), "training": list(split.training),
+            "validation": list(split.validation), "validation_max_iter": settings.validation_max_iter}
+
+
+def _check_resumable(state: ResumeState, now: dict, prefix: Path) -> None:
+    before = state.extra.get("sampling")
+    if before is None:
+        return
+    changed = [key for key in now if before.get(key) != now[key]]
+    if changed:
+        key = changed[0]
+        raise TrainingError(f"--resume: {key} was {before.get(key)!r} at {prefix.name}, now {now[key]!r}; resuming "
+                            "would not continue that run (start a new one with --force)")
+
+
 def _resume_point(models: Path) -> tuple[Path, ResumeState, list[Path]]:
     """The last complete checkpoint, its resume state, and every complete one (kept for ``max_checkpoints``)."""
     complete = complete_checkpoints(models)
@@ -258,6 +277,8 @@ def train(config: Config, options: TrainOptions = TrainOptions(), *,
     if validating and not split.validation:
         raise TrainingError(f"[TRAINING] validation_every_n = {settings.validation_every_n} but no subject is "
                             f"for validation (exclude_fraction_for_validation, or {split.path})")
+    if options.resume:
+        _check_resumable(state, _sampling(config, settings, split), checkpoint)
     training, validation = _samplers(config, settings, split, seed, validating)
     state = state or ResumeState(start, seed, 0)
     run = _Run(config, settings, options, echo, model_dir, seed, range(start + 1, stop + 1), kept, state, split)
@@ -301,7 +322,8 @@ class _Logs:
         v_header = ["iteration", "loss", "total_loss", "mean_dice"] + [f"dice_{c}" for c in range(num_classes)]
         last = run.iterations.start - 1
         old = _rows(self.training_path, last) if run.options.resume else []
-        self.training_rows = [(int(r["iteration"]), float(r["loss"]), float(r["total_loss"])) for r in old]
+        self.training_rows = [(int(r["iteration"]), float(r["loss"]), float(r.get("total_loss") or r["loss"]))
+                              for r in old]
         v_old = _rows(self.validation_path, last) if run.options.resume and validating else []
         self.validation_rows = [(int(r["iteration"]), float(r["loss"]), float(r["total_loss"]),
                                  np.array([float(r[f"dice_{c}"]) for c in range(num_classes)])) for r in v_old]
@@ -421,13 +443,14 @@ class _Taken:
     validation: int
     history: list[float]
 
-    def state(self, iteration: int, seed: int) -> ResumeState:
-        return ResumeState(iteration, seed, self.training, self.validation, tuple(self.history))
+    def state(self, iteration: int, seed: int, sampling: dict) -> ResumeState:
+        return ResumeState(iteration, seed, self.training, self.validation, tuple(self.history),
+                           {"sampling": sampling})
 
 
 def _checkpoint(trainer: _Trainer, run: _Run, logs: _Logs, iteration: int, taken: _Taken) -> Path | None:
     """A complete checkpoint of ``iteration`` and the curves; returns the PNG (None when not drawn)."""
-    _save(trainer, run, iteration, taken.state(iteration, run.seed))
+    _save(trainer, run, iteration, taken.state(iteration, run.seed, _sampling(run.config, run.settings, run.split)))
     return logs.curves() if run.options.curves else None
 
 
