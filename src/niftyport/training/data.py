@@ -80,46 +80,55 @@ def input_orders(config: Config) -> dict[str, int]:
     return orders
 
 
-def training_subjects(config: Config) -> list[str]:
-    """The ids of the subjects with an image and every map the config names (label, sampler, weight), sorted."""
-    sections = _map_sections(config)
-    found = {config.modality: _section_subjects(config, config.modality)}
-    found.update({name: _section_subjects(config, name) for name in sections.values()})
-    ids = set.intersection(*(set(v) for v in found.values()))
+def _files(config: Config) -> tuple[dict[str, str], dict[str, dict]]:
+    """``({field: section}, {section: {subject id: path}})`` for the image and every map the config names
+    (each section searched once)."""
+    sections = {"image": config.modality, **_map_sections(config)}
+    return sections, {name: _section_subjects(config, name) for name in set(sections.values())}
+
+
+def _common_ids(sections: dict[str, str], found: dict[str, dict]) -> list[str]:
+    ids = set.intersection(*(set(found[name]) for name in sections.values()))
     if not ids:
         listed = "; ".join(f"[{name}] ids {sorted(v)[:3]}" for name, v in found.items())
-        raise TrainingError(f"no subject has an image ([{config.modality}]) and every map "
-                            f"({', '.join(f'[{n}]' for n in sections.values())}): {listed}")
+        raise TrainingError(f"no subject has an image ([{sections['image']}]) and every map "
+                            f"({', '.join(f'[{n}]' for k, n in sections.items() if k != 'image')}): {listed}")
     return sorted(ids)
+
+
+def training_subjects(config: Config) -> list[str]:
+    """The ids of the subjects with an image and every map the config names (label, sampler, weight), sorted."""
+    return _common_ids(*_files(config))
 
 
 def load_training_volumes(config: Config, subjects: Sequence[str] | None = None) -> list[TrainingVolume]:
     """Every subject with an image, a label (and the sampler / weight maps the config names), preprocessed;
     sorted by subject id. ``subjects``: only these ids (in this order)."""
-    sections = _map_sections(config)
-    ids = training_subjects(config)
+    sections, found = _files(config)
+    ids = _common_ids(sections, found)
     if subjects is not None:
         missing = sorted(set(subjects) - set(ids))
         if missing:
             raise TrainingError(f"subject {missing[0]!r} lacks an image or one of its maps")
         ids = list(subjects)
-    files = {key: _section_subjects(config, name) for key, name in sections.items()}
-    images = _section_subjects(config, config.modality)
     net = config.network
     volumes = []
     for subject in ids:
-        image = preprocess(load_and_resample(images[subject], config).data, config).whitened
-        maps = {}
+        image = preprocess(load_and_resample(found[sections["image"]][subject], config).data, config).whitened
+        maps, loaded = {}, {}
         for key, name in sections.items():
-            section_config = dataclasses.replace(
-                config, segmentation=dataclasses.replace(config.segmentation, image=(name,)))
-            raw = load_and_resample(files[key][subject], section_config).data
-            array = pad(raw, net.volume_padding_size, mode=net.volume_padding_mode,
-                        pad_to=net.volume_padding_to_size)
-            if array.shape != image.shape:
-                raise TrainingError(f"subject {subject!r}: {key} grid {array.shape} differs from the image's "
-                                    f"{image.shape}")
-            maps[key] = array
+            if key == "image":
+                continue
+            if name not in loaded:          # one section may be both the label and the sampler map
+                section_config = dataclasses.replace(
+                    config, segmentation=dataclasses.replace(config.segmentation, image=(name,)))
+                raw = load_and_resample(found[name][subject], section_config).data
+                loaded[name] = pad(raw, net.volume_padding_size, mode=net.volume_padding_mode,
+                                   pad_to=net.volume_padding_to_size)
+            if loaded[name].shape != image.shape:
+                raise TrainingError(f"subject {subject!r}: {key} grid {loaded[name].shape} differs from the "
+                                    f"image's {image.shape}")
+            maps[key] = loaded[name]
         volumes.append(TrainingVolume(subject, image, np.rint(maps["label"]).astype(np.int64),
                                       sampler=_float(maps.get("sampler")), weight=_float(maps.get("weight"))))
     return volumes
