@@ -273,7 +273,7 @@ def checkpoint_files(prefix: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def write_checkpoint(prefix: str | os.PathLike, tensors: Mapping[str, np.ndarray], *,
-                     global_step: int | None = None) -> Path:
+                     global_step: int | None = None, state_file: bool = True) -> Path:
     """Write ``tensors`` as a TensorFlow V2 checkpoint; returns the prefix.
 
     Writes ``PREFIX.index`` and ``PREFIX.data-00000-of-00001`` (each to a
@@ -284,6 +284,8 @@ def write_checkpoint(prefix: str | os.PathLike, tensors: Mapping[str, np.ndarray
     ``global_step`` adds an int64 scalar ``global_step`` variable. An object
     array is refused unless it holds only str/bytes (a string tensor).
     TensorFlow reads the result with ``tf.train.load_checkpoint``.
+    ``state_file=False`` leaves the ``checkpoint`` file alone (the caller
+    writes it once everything else of the checkpoint is written).
     """
     prefix = Path(prefix)
     arrays = {name: to_numpy(value) for name, value in tensors.items()}
@@ -297,7 +299,8 @@ def write_checkpoint(prefix: str | os.PathLike, tensors: Mapping[str, np.ndarray
     for path, payload in ((data_file, data_bytes), (index_file, index_bytes)):
         with atomic_output(path) as tmp:
             tmp.write_bytes(payload)
-    state = f'model_checkpoint_path: "{prefix.name}"\nall_model_checkpoint_paths: "{prefix.name}"\n'
-    with atomic_output(prefix.parent / STATE_FILE) as tmp:
-        tmp.write_text(state, encoding="utf-8")
+    if state_file:
+        state = f'model_checkpoint_path: "{prefix.name}"\nall_model_checkpoint_paths: "{prefix.name}"\n'
+        with atomic_output(prefix.parent / STATE_FILE) as tmp:
+            tmp.write_text(state, encoding="utf-8")
     return prefix

@@ -95,6 +95,10 @@ class NetworkSpec:
         status: what was verified, and how.
         default_num_classes: ``num_classes`` when the caller gives none.
         pretrained: weights shipped in the package, if any (:class:`Pretrained`).
+        unregularised: ``re.search`` pattern of the trainable variables (NiftyNet's names)
+            that NiftyNet's class creates without the ``w_regularizer`` / ``b_regularizer``
+            it is given (so ``[NETWORK] decay`` does not reach them); ``""``: none, every
+            trainable variable is regularised; ``None``: not known (training refuses ``decay > 0``).
     """
 
     name: str
@@ -113,6 +117,7 @@ class NetworkSpec:
     status: str = ""
     default_num_classes: int | None = None
     pretrained: Pretrained | None = None
+    unregularised: str | None = ""
 
     def module_class(self) -> type:
         """The ``torch.nn.Module`` subclass (imports torch)."""

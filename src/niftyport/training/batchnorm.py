@@ -152,3 +152,7 @@ class BatchNormTraining:
                 self.debias[key], average = zero_debiased_update(self.debias[key], value, self.decay)
                 getattr(m, stat).copy_(average)
         self._moments.clear()
+
+    def discard(self) -> None:
+        """Forget the recorded moments without updating anything (a validation forward pass)."""
+        self._moments.clear()

@@ -1,18 +1,17 @@
-"""Training data: the config's image and label volumes, preprocessed as NiftyNet does, and uniform windows.
+"""Training data: the config's image, label, sampler and weight volumes, preprocessed as NiftyNet does.
 
 Each subject's image goes through niftyport's port of NiftyNet's reader and
 preprocessing layers (:mod:`niftyport.preprocessing`: orientation, voxel
-size, volume padding, histogram standardisation, whitening); its label
-through the same reader with the label section's own ``interp_order``, and
-the same volume padding. Arrays here are NiftyNet's ``(X, Y, Z)``; batches
-come out in torch's ``(N, 1, X, Y, Z)``.
+size, volume padding, histogram standardisation, whitening); its label, and
+the ``[SEGMENTATION] sampler`` and ``weight`` maps when named, through the
+same reader with their sections' own ``interp_order``, and the same volume
+padding (NiftyNet's ``PadLayer`` pads every input; the normalisation layers
+touch the image only). Arrays here are NiftyNet's ``(X, Y, Z)``; batches come
+out in torch's ``(N, 1, X, Y, Z)``.
 
-The uniform sampler draws each window's corner uniformly among the
-positions where the window fits (``rand_spatial_coordinates`` in
-``niftynet/engine/sampler_uniform_v2.py``), ``sample_per_volume`` windows per
-visit of a volume. Departure: NiftyNet's order of volumes and windows comes
-from its ``tf.data`` shuffling buffers; here from one seeded NumPy generator,
-volumes visited in a fresh random order each round.
+Windows are drawn by :class:`~niftyport.training.sampler.WindowSampler`
+(uniform, weighted or balanced centres, augmentation, prefetching);
+:func:`window_batches` is its uniform, unaugmented form.
 """
 from __future__ import annotations
 
@@ -28,16 +27,21 @@ from ..preprocessing import load_and_resample, preprocess
 from ..preprocessing.padding import pad
 from ..segmentation.subjects import find_subjects
 
-__all__ = ["TrainingVolume", "load_training_volumes", "uniform_corners", "window_batches"]
+__all__ = ["TrainingVolume", "input_orders", "load_training_volumes", "training_subjects", "uniform_corners",
+           "window_batches"]
 
 
 @dataclass(frozen=True, eq=False)
 class TrainingVolume:
-    """One subject: ``image`` float32 ``(X, Y, Z)`` network input, ``label`` int64 ``(X, Y, Z)``, same grid."""
+    """One subject: ``image`` float32 ``(X, Y, Z)`` network input, ``label`` int64 ``(X, Y, Z)``, same grid;
+    ``sampler`` (float32, the weighted / balanced sampler's map) and ``weight`` (float32, the loss's
+    weight map) when the config names them, else None."""
 
     subject_id: str
     image: np.ndarray
     label: np.ndarray
+    sampler: np.ndarray | None = None
+    weight: np.ndarray | None = None
 
 
 def _section_subjects(config: Config, name: str) -> dict:
@@ -48,29 +52,90 @@ def _section_subjects(config: Config, name: str) -> dict:
     return {s.subject_id: s.path for s in found}
 
 
-def load_training_volumes(config: Config) -> list[TrainingVolume]:
-    """Every subject with both an image and a label file, preprocessed; sorted by subject id."""
-    if len(config.segmentation.label) != 1:
+def _one_section(config: Config, key: str) -> str | None:
+    names = getattr(config.segmentation, key)
+    if len(names) > 1:
+        raise TrainingError(f"[SEGMENTATION] {key} must name one input section for training, not {len(names)}")
+    if names and names[0] not in config.inputs:
+        raise TrainingError(f"[SEGMENTATION] {key} = {names[0]}: no such input section")
+    return names[0] if names else None
+
+
+def _map_sections(config: Config) -> dict[str, str]:
+    """``{"label": section, "sampler": section, "weight": section}`` for those the config names."""
+    out = {}
+    for key in ("label", "sampler", "weight"):
+        name = _one_section(config, key)
+        if name is not None:
+            out[key] = name
+    if "label" not in out:
         raise TrainingError("[SEGMENTATION] label must name exactly one input section for training")
-    label_name = config.segmentation.label[0]
-    images = _section_subjects(config, config.modality)
-    labels = _section_subjects(config, label_name)
-    ids = sorted(set(images) & set(labels))
+    return out
+
+
+def input_orders(config: Config) -> dict[str, int]:
+    """The ``interp_order`` of each training field's input section (``image``, ``label``, ``sampler``, ``weight``)."""
+    orders = {"image": config.image.interp_order}
+    orders.update({key: config.inputs[name].interp_order for key, name in _map_sections(config).items()})
+    return orders
+
+
+def _files(config: Config) -> tuple[dict[str, str], dict[str, dict]]:
+    """``({field: section}, {section: {subject id: path}})`` for the image and every map the config names
+    (each section searched once)."""
+    sections = {"image": config.modality, **_map_sections(config)}
+    return sections, {name: _section_subjects(config, name) for name in set(sections.values())}
+
+
+def _common_ids(sections: dict[str, str], found: dict[str, dict]) -> list[str]:
+    ids = set.intersection(*(set(found[name]) for name in sections.values()))
     if not ids:
-        raise TrainingError(f"no subject has both an image ([{config.modality}]) and a label ([{label_name}]); "
-                            f"image ids {sorted(images)[:3]}, label ids {sorted(labels)[:3]}")
-    label_config = dataclasses.replace(
-        config, segmentation=dataclasses.replace(config.segmentation, image=(label_name,)))
+        listed = "; ".join(f"[{name}] ids {sorted(v)[:3]}" for name, v in found.items())
+        raise TrainingError(f"no subject has an image ([{sections['image']}]) and every map "
+                            f"({', '.join(f'[{n}]' for k, n in sections.items() if k != 'image')}): {listed}")
+    return sorted(ids)
+
+
+def training_subjects(config: Config) -> list[str]:
+    """The ids of the subjects with an image and every map the config names (label, sampler, weight), sorted."""
+    return _common_ids(*_files(config))
+
+
+def load_training_volumes(config: Config, subjects: Sequence[str] | None = None) -> list[TrainingVolume]:
+    """Every subject with an image, a label (and the sampler / weight maps the config names), preprocessed;
+    sorted by subject id. ``subjects``: only these ids (in this order)."""
+    sections, found = _files(config)
+    ids = _common_ids(sections, found)
+    if subjects is not None:
+        missing = sorted(set(subjects) - set(ids))
+        if missing:
+            raise TrainingError(f"subject {missing[0]!r} lacks an image or one of its maps")
+        ids = list(subjects)
     net = config.network
     volumes = []
     for subject in ids:
-        image = preprocess(load_and_resample(images[subject], config).data, config).whitened
-        raw = load_and_resample(labels[subject], label_config).data
-        label = pad(raw, net.volume_padding_size, mode=net.volume_padding_mode, pad_to=net.volume_padding_to_size)
-        if label.shape != image.shape:
-            raise TrainingError(f"subject {subject!r}: label grid {label.shape} differs from the image's {image.shape}")
-        volumes.append(TrainingVolume(subject, image, np.rint(label).astype(np.int64)))
+        image = preprocess(load_and_resample(found[sections["image"]][subject], config).data, config).whitened
+        maps, loaded = {}, {}
+        for key, name in sections.items():
+            if key == "image":
+                continue
+            if name not in loaded:          # one section may be both the label and the sampler map
+                section_config = dataclasses.replace(
+                    config, segmentation=dataclasses.replace(config.segmentation, image=(name,)))
+                raw = load_and_resample(found[name][subject], section_config).data
+                loaded[name] = pad(raw, net.volume_padding_size, mode=net.volume_padding_mode,
+                                   pad_to=net.volume_padding_to_size)
+            if loaded[name].shape != image.shape:
+                raise TrainingError(f"subject {subject!r}: {key} grid {loaded[name].shape} differs from the "
+                                    f"image's {image.shape}")
+            maps[key] = loaded[name]
+        volumes.append(TrainingVolume(subject, image, np.rint(maps["label"]).astype(np.int64),
+                                      sampler=_float(maps.get("sampler")), weight=_float(maps.get("weight"))))
     return volumes
+
+
+def _float(array: np.ndarray | None) -> np.ndarray | None:
+    return None if array is None else np.asarray(array, dtype=np.float32)
 
 
 def uniform_corners(shape: Sequence[int], window: Sequence[int], n: int, rng: np.random.Generator) -> np.ndarray:
@@ -88,17 +153,12 @@ def uniform_corners(shape: Sequence[int], window: Sequence[int], n: int, rng: np
 
 def window_batches(volumes: Sequence[TrainingVolume], window: Sequence[int], *, batch_size: int,
                    sample_per_volume: int = 1, seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Endless ``(image, label)`` batches, ``(batch_size, 1, *window)`` float32 and int64 (torch layout)."""
-    rng = np.random.default_rng(seed)
-    window = tuple(int(w) for w in window[:3])
-    pending: list[tuple[np.ndarray, np.ndarray]] = []
-    while True:
-        for index in rng.permutation(len(volumes)):
-            volume = volumes[index]
-            for corner in uniform_corners(volume.image.shape, window, sample_per_volume, rng):
-                box = tuple(slice(c, c + w) for c, w in zip(corner, window))
-                pending.append((volume.image[box], volume.label[box]))
-                if len(pending) == batch_size:
-                    yield (np.stack([p[0] for p in pending])[:, None].astype(np.float32),
-                           np.stack([p[1] for p in pending])[:, None])
-                    pending = []
+    """Endless ``(image, label)`` batches of uniform windows, no augmentation,
+    ``(batch_size, 1, *window)`` float32 and int64 (torch layout);
+    see :class:`~niftyport.training.sampler.WindowSampler`."""
+    from .sampler import SamplerSettings, WindowSampler
+
+    settings = SamplerSettings(window=tuple(int(w) for w in window[:3]), batch_size=batch_size,
+                               sample_per_volume=sample_per_volume, seed=seed)
+    for batch in WindowSampler(volumes, settings).batches():
+        yield batch.image, batch.label

@@ -292,10 +292,11 @@ def checkpoint_tensors(variables: Mapping[str, TrainingVariable]) -> dict[str, n
 
 
 def save_checkpoint(variables: Mapping[str, TrainingVariable], prefix: str | os.PathLike, *,
-                    global_step: int) -> Path:
+                    global_step: int, state_file: bool = True) -> Path:
     """Write a NiftyNet training checkpoint ``prefix`` (``.../model.ckpt-<iter>``) with every variable.
 
     With ``global_step`` (an int64 ``global_step`` variable, as the model zoo
-    checkpoint has); files written atomically (:func:`~niftyport.checkpoint.write_checkpoint`).
+    checkpoint has); files written atomically (:func:`~niftyport.checkpoint.write_checkpoint`),
+    and the folder's ``checkpoint`` file naming it unless ``state_file=False``.
     """
-    return write_checkpoint(prefix, checkpoint_tensors(variables), global_step=global_step)
+    return write_checkpoint(prefix, checkpoint_tensors(variables), global_step=global_step, state_file=state_file)

@@ -52,4 +52,6 @@ SPEC = NetworkSpec(
             "2.5e-6) and the model zoo's 144^3 window (3.5e-6). Checked once against the oracle, not in the "
             "tests: use_bdo (8.6e-7), 2-D (6.7e-7), 2-D with prior and use_bdo (7.7e-7), and 2 input channels "
             "with 2 narrower blocks, a last down conv, seg_kernel_size 5, prior_size 10 (4.9e-7)."),
+    # NiftyNet's class: DenseVNet passes no regulariser to any layer (checked against NiftyNet's graph)
+    unregularised=".",
 )

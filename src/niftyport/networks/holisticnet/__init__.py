@@ -38,4 +38,6 @@ SPEC = NetworkSpec(
     ),
     status=("matches NiftyNet 0.6.0 (oracle): random + real-image crop, 16x24x16, max|diff| 2e-6; also a batch "
             "of 2 at 12x20x4 (1.2e-6; each sample alone differs by 1e-2, the batch-statistics bug)"),
+    # NiftyNet's class: the score, merge and up-sampling layers get no regulariser (checked against NiftyNet's graph)
+    unregularised=r"/(MergeLayer|ScoreLayer(_\d+)?|channelwise_deconv_upsample(_\d+)?)/",
 )

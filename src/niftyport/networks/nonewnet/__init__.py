@@ -35,4 +35,6 @@ SPEC = NetworkSpec(
     status=("matches NiftyNet 0.6.0 (oracle): leakyrelu, n_features [10, 20, 40, 80, 160], 32x16x16, max|diff| 3.9e-4"
             " of max|out| 5.8 (NiftyNet's own float32 output is 2e-4 from a float64 run: the 2-voxel instance norm at"
             " the bottom amplifies rounding); prelu, 16^3 (1-voxel bottom), max|diff| 1.3e-5"),
+    # NiftyNet's class: instance norm takes no regulariser (checked against NiftyNet's graph)
+    unregularised=r"/InstanceNorm/(beta|gamma)$",
 )

@@ -33,4 +33,6 @@ SPEC = NetworkSpec(
     ),
     status=("matches NiftyNet 0.6.0 (oracle): 2 modalities, random + real-image crops, 16x24x8, max|diff| 5e-6; "
             "also 24x32x16 (8e-6) and a batch of 2 with 3 modalities, 16x8x8 (2e-6)"),
+    # NiftyNet's class: only the per-modality convolutions get the regulariser (checked against NiftyNet's graph)
+    unregularised=r"/(HighRes3DNet|scaleblock)/",
 )

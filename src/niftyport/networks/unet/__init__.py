@@ -36,4 +36,6 @@ SPEC = NetworkSpec(
             "follow (e.g. R3.64_bn_1), so a checkpoint of narrowed widths needs n_features set.")),
     status=("matches NiftyNet 0.6.0 (oracle): relu, n_features [8, 16, 32, 64, 128], 96x104x96 -> 8x16x8, and prelu, "
             "2 channels, repeated layer names; random + real-image crop, max|diff| 4.5e-7"),
+    # NiftyNet's class: the up-sampling layers get no regulariser (checked against NiftyNet's graph)
+    unregularised=r"/up_2x2_bn/",
 )

@@ -33,4 +33,6 @@ SPEC = NetworkSpec(
            "NiftyNet asserts sides divisible by 8, but a side not divisible by 16 fails at a concatenation."),
     status=("matches NiftyNet 0.6.0 (oracle): relu, n_features [2, 4, 8, 16, 32], and prelu with 2 input channels "
             "(projected bypass), 32x16x16; random + real-image crop, max|diff| 1.1e-6"),
+    # NiftyNet's class: the bottom block and the down/up-sampling biases get none (checked against NiftyNet's graph)
+    unregularised=r"/L4/|/(down|up)sample/b$",
 )
