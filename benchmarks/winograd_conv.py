@@ -1,5 +1,9 @@
 """Winograd convolutions for HighRes3DNet's 3x3x3 layers: fewer multiplications, same output.
 
+The implementation measured by ``bench_winograd.py`` (kept beside it, not in the
+package: it did not beat oneDNN's direct convolutions by enough to become an
+inference mode; see the README's Speed section).
+
 Lavin A., Gray S. "Fast Algorithms for Convolutional Neural Networks." CVPR 2016
 (arXiv:1509.09308). The minimal filtering algorithm ``F(m, 3)`` computes ``m``
 outputs of a 3-tap correlation from ``m + 2`` inputs with ``m + 2``
@@ -12,7 +16,7 @@ Nested over the three axes (the transforms are separable), one output tile of
 instead of ``27 m^3``: 3.4x fewer for ``F(2, 3)``, 8x fewer for ``F(4, 3)``.
 Summed over the input channels, the products become one matrix product per
 transform position: ``(P, T, Cin) @ (P, Cin, Cout)`` with ``P = (m + 2)^3``
-positions and ``T`` tiles, which runs on the BLAS of ``torch.bmm``.
+positions and ``T`` tiles, on the BLAS of ``torch.bmm``.
 
 Dilation (HighRes3DNet's ``res_2`` and ``res_3`` blocks, dilation 2 and 4):
 a dilation-``d`` convolution is ``d^3`` ordinary convolutions on the
@@ -22,16 +26,17 @@ out: a tile's inputs are read ``d`` voxels apart and the sub-grid phase is one
 more tile index (:func:`input_tiles`).
 
 Layouts: the network's tensors are torch's ``(N, C, X, Y, Z)``; the functions
-below work on the channels-last view ``(N, X, Y, Z, C)`` (what the ``fast``
-engine keeps in memory), so that a tile's channels are contiguous for the
-matrix product. Transformed tensors are ``(a, b, c, T, C)``: the transform
+below work on the channels-last view ``(N, X, Y, Z, C)`` (what ``full`` mode's
+``fast`` engine keeps in memory), so that a tile's channels are contiguous for
+the matrix product. Transformed tensors are ``(a, b, c, T, C)``: the transform
 positions along x, y, z first, then the tiles, then the channels, so that every
-transform step is one matrix product over a contiguous leading axis.
+transform step is one matrix product over contiguous leading axes. The tiles
+go through the transforms in chunks small enough to stay in a core's cache
+(memory-bound steps otherwise dominate), one chunk per core at a time.
 
-Rounding: the transforms add and scale inputs before the products, so the
-result differs from a direct convolution by a few float32 ulps times the
-transforms' growth (larger for ``F(4, 3)``); see the README's Speed section and
-``tests/test_winograd.py`` for the measured error over the whole network.
+Rounding: the transforms add and scale inputs before the products; ``F(4, 3)``'s
+larger coefficients cost about 20-40x the float32 error of a direct
+convolution per layer (measured by the benchmark).
 """
 from __future__ import annotations
 
@@ -111,19 +116,27 @@ def tile_counts(shape, m: int, dilation: int) -> tuple[int, ...]:
     return tuple(-(-(-(-int(n) // dilation)) // m) for n in shape)
 
 
-def pad_input(x: torch.Tensor, m: int, dilation: int) -> torch.Tensor:
+def pad_input(x: torch.Tensor, m: int, dilation: int,
+              workspace: torch.Tensor | None = None) -> torch.Tensor:
     """``x`` zero-padded for its tiles: ``dilation`` voxels before (the 'SAME' padding) and
     up to ``(n m + 2) d`` voxels per axis, ``n`` from :func:`tile_counts`.
 
     Args:
         x: ``(N, X, Y, Z, C)`` float32, channels last.
+        workspace: a 1-D float32 tensor to build it in, if it is large enough
+            (reusing memory saves the operating system's page zeroing).
 
     Returns:
-        ``(N, X', Y', Z', C)`` float32 contiguous, ``x`` at offset ``dilation``.
+        ``(N, X', Y', Z', C)`` float32 contiguous, ``x`` at offset ``dilation``
+        (a view of ``workspace`` when that was used).
     """
     d = dilation
     counts = tile_counts(x.shape[1:4], m, d)
-    padded = x.new_empty((x.shape[0],) + tuple((n * m + 2) * d for n in counts) + (x.shape[4],))
+    shape = (x.shape[0],) + tuple((n * m + 2) * d for n in counts) + (x.shape[4],)
+    if workspace is not None and workspace.numel() >= math.prod(shape):
+        padded = workspace[:math.prod(shape)].view(shape)
+    else:
+        padded = x.new_empty(shape)
     inner = tuple(slice(d, d + s) for s in x.shape[1:4])
     padded[(slice(None),) + inner] = x
     for axis in range(3):  # zero only the margins: each page is written once
@@ -160,23 +173,23 @@ def input_tiles(padded: torch.Tensor, m: int, dilation: int) -> torch.Tensor:
 
 
 def _matrices(m: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """float32 ``B^T``, ``B^T (x) B^T``, ``A^T``, ``A^T (x) A^T`` (Kronecker products: the
-    transform of two axes at once, one well-shaped matrix product)."""
+    """float32 ``B^T``, ``B^T (x) B^T``, ``A^T``, ``A^T (x) A^T`` of F(m, 3) on ``device``
+    (Kronecker products: the transform of two axes in one matrix product)."""
     bt, _, at = (torch.from_numpy(a) for a in MATRICES[m])
-    return tuple(t.to(device, torch.float32)
-                 for t in (bt, torch.kron(bt, bt), at, torch.kron(at, at)))
+    return tuple(t.to(device, torch.float32) for t in (bt, torch.kron(bt, bt), at, torch.kron(at, at)))
 
 
 def transform_tiles(tiles: torch.Tensor, m: int, mats=None) -> torch.Tensor:
     """``B^T d B`` along each axis: ``(m+2, m+2, m+2, *rest)`` tiles (any strides) to the
     ``((m+2)^3, R)`` float32 Winograd-domain input, ``R`` = the product of ``rest``.
 
-    x first (``B^T``, a ``(m+2) x (m+2)`` product), then y and z at once
-    (``B^T (x) B^T``)."""
+    Two matrix products over the leading axes of a contiguous tensor: x with
+    ``B^T``, then y and z at once with ``B^T (x) B^T`` (fewer, larger products
+    ran faster than one per axis on the benchmark's CPU)."""
     bt, bt2, _, _ = _matrices(m, tiles.device) if mats is None else mats
     k = m + 2
-    d = torch.matmul(bt, tiles.contiguous().view(k, -1)).view(k, k * k, -1)
-    return torch.matmul(bt2, d).view(k ** 3, -1)
+    d = torch.matmul(bt, tiles.contiguous().view(k, -1)).view(k, k * k, -1)   # along x
+    return torch.matmul(bt2, d).view(k ** 3, -1)                               # along y, z
 
 
 def untransform(products: torch.Tensor, m: int, mats=None) -> torch.Tensor:
@@ -184,8 +197,8 @@ def untransform(products: torch.Tensor, m: int, mats=None) -> torch.Tensor:
     ``(m, m, m, R)`` output voxels (intra-tile offsets along x, y, z first)."""
     _, _, at, at2 = _matrices(m, products.device) if mats is None else mats
     k = m + 2
-    y = torch.matmul(at, products.view(k, -1)).view(m, k * k, -1)
-    return torch.matmul(at2, y).view(m, m, m, -1)
+    y = torch.matmul(at, products.view(k, -1)).view(m, k * k, -1)   # along x
+    return torch.matmul(at2, y).view(m, m, m, -1)                    # along y, z
 
 
 def _chunks(counts: tuple[int, ...], n: int, d: int, tiles_per_chunk: int):
@@ -231,7 +244,8 @@ def _parallel(fn, items: list, workers: int) -> None:
 
 
 def winograd_conv3d(x: torch.Tensor, u: torch.Tensor, *, m: int, dilation: int = 1,
-                    chunk_bytes: int = CHUNK_BYTES, workers: int | None = None) -> torch.Tensor:
+                    chunk_bytes: int = CHUNK_BYTES, workers: int | None = None,
+                    workspace: torch.Tensor | None = None) -> torch.Tensor:
     """A 3x3x3 'SAME' convolution (stride 1, zero padding ``dilation``, no bias) by Winograd.
 
     The same as ``F.conv3d(x, w, padding=d, dilation=d)`` up to rounding, for
@@ -248,6 +262,7 @@ def winograd_conv3d(x: torch.Tensor, u: torch.Tensor, *, m: int, dilation: int =
         workers: chunks run on this many threads at once, each with one torch
             thread (default: torch's thread count), so each core keeps its own
             chunk in its cache; torch's thread count is restored afterwards.
+        workspace: passed to :func:`pad_input`.
 
     Returns:
         ``(N, Cout, X, Y, Z)`` float32 in ``torch.channels_last_3d`` memory format.
@@ -257,7 +272,7 @@ def winograd_conv3d(x: torch.Tensor, u: torch.Tensor, *, m: int, dilation: int =
     cout = u.shape[2]
     d, k = dilation, m + 2
     mats = _matrices(m, x.device)
-    tiles = input_tiles(pad_input(x.permute(0, 2, 3, 4, 1), m, d), m, d)
+    tiles = input_tiles(pad_input(x.permute(0, 2, 3, 4, 1), m, d, workspace), m, d)
     counts = tile_counts(spatial, m, d)
     out = x.new_empty((n,) + tuple(t * m * d for t in counts) + (cout,))
     grid = out.view(n, counts[0], m, d, counts[1], m, d, counts[2], m, d, cout)
