@@ -57,7 +57,6 @@ def bench_layer(side: int, cin: int, cout: int, dilation: int, *, ms=(4,), chunk
                 workers_list=(2,), repeat: int = 3) -> list[dict]:
     """Times and errors of one layer: the direct convolution, then each Winograd variant."""
     import torch
-
     from winograd_conv import transform_weight, winograd_conv3d
 
     gen = torch.Generator().manual_seed(side + cin + dilation)
@@ -86,8 +85,8 @@ def bench_layer(side: int, cin: int, cout: int, dilation: int, *, ms=(4,), chunk
               for name, fn in variants.items()}
     times = _interleaved(variants, repeat)
     base = next(iter(times.values()))
-    return [dict(layer=f"{cin}->{cout} d{d} {side}^3", variant=name, seconds=t, ratio=base / t,
-                 error=errors[name]) for name, t in times.items()]
+    return [{"layer": f"{cin}->{cout} d{d} {side}^3", "variant": name, "seconds": t,
+             "ratio": base / t, "error": errors[name]} for name, t in times.items()]
 
 
 # --- the whole network ------------------------------------------------------------------------
@@ -121,7 +120,6 @@ def winograd_convs(model, min_channels: int, m: int = 4):
     """``conv3`` for :func:`network_forward`: Winograd for the 3x3x3 convolutions with at least
     ``min_channels`` output channels (weights transformed once), direct for the others."""
     import torch
-
     from winograd_conv import transform_weight, winograd_conv3d
 
     weights = {id(c): transform_weight(c.weight, m) for c in model.modules()

@@ -113,7 +113,7 @@ def tile_counts(shape, m: int, dilation: int) -> tuple[int, ...]:
     >>> tile_counts((64, 10, 7), 4, 2)
     (8, 2, 1)
     """
-    return tuple(-(-(-(-int(n) // dilation)) // m) for n in shape)
+    return tuple(math.ceil(math.ceil(int(n) / dilation) / m) for n in shape)
 
 
 def pad_input(x: torch.Tensor, m: int, dilation: int,

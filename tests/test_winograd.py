@@ -63,7 +63,7 @@ def test_chunks_workers_and_workspace_change_nothing_but_rounding():
     x, w = torch.randn(1, 8, 20, 11, 14, generator=gen), torch.randn(6, 8, 3, 3, 3, generator=gen)
     ref = F.conv3d(x.double(), w.double(), padding=2, dilation=2)
     workspace = torch.full((10**6,), float("nan"))  # stale contents must not leak in
-    for options in (dict(chunk_bytes=1), dict(chunk_bytes=2**30), dict(workers=2, chunk_bytes=5000),
-                    dict(workspace=workspace)):
+    for options in ({"chunk_bytes": 1}, {"chunk_bytes": 2**30}, {"workers": 2, "chunk_bytes": 5000},
+                    {"workspace": workspace}):
         got = _conv(x, w, 4, 2, **options)
         assert (got.double() - ref).abs().max() <= 1e-4 * ref.abs().max()
