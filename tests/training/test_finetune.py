@@ -16,7 +16,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import one_line_error
+from conftest import CHECKPOINT, need, one_line_error
 from safetensors.numpy import load_file
 
 from niftyport import networks
@@ -125,6 +125,19 @@ def test_new_head_restore_and_freeze():
             assert not torch.equal(p.detach(), before[key]), key
 
 
+def test_from_a_niftynet_checkpoint():
+    """The model zoo's TF checkpoint as --from (network found from its names): the shipped weights' values."""
+    need(CHECKPOINT.with_name(CHECKPOINT.name + ".index"))
+    shipped = load_file(str(networks.get("highres3dnet").pretrained.weights))
+    start = start_model(FinetuneOptions(num_classes=4, source=str(CHECKPOINT), freeze="res_1"))
+    assert (start.spec.name, start.scope) == ("highres3dnet", "HighRes3DNet")
+    for key, value in start.model.state_dict().items():
+        if not key.startswith("conv_2.") and not key.endswith("num_batches_tracked"):
+            np.testing.assert_array_equal(value.numpy(), shipped[key], err_msg=key)
+    assert tuple(start.model.conv_2.conv.weight.shape) == (4, 80, 1, 1, 1)
+    assert len(start.frozen) == 3 * 6   # res_1_{0,1,2}: two convolutions, two gammas, two betas each
+
+
 # --------------------------------------------------------------------------- the written model
 
 def test_written_model_runs_with_segment(tmp_path, capsys):
@@ -133,6 +146,9 @@ def test_written_model_runs_with_segment(tmp_path, capsys):
         (tmp_path / folder).mkdir()
         nib.save(img, tmp_path / folder / "mni-crop.nii.gz")
     out = tmp_path / "model"
+    two = ["finetune", str(tmp_path / "images"), str(tmp_path / "labels"), "--num-classes", "2", "-o", str(out)]
+    one_line_error(main(two + ["--window", "16"]), capsys.readouterr().err, "mni-crop.nii.gz", "label values 0..2")
+    assert not out.exists()
     args = ["finetune", str(tmp_path / "images"), str(tmp_path / "labels"), "--num-classes", "3",
             "--freeze", "res_1|res_2", "--max-iter", "2", "--window", "16", "--batch-size", "1",
             "--lr", "0.001", "-o", str(out), "--threads", "2"]

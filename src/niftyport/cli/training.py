@@ -50,7 +50,7 @@ def train_command(config_path, weights, niftynet_home, device, threads, seed, ma
 @click.option("--network", help="The network of a --from weights file (a checkpoint's names tell it).")
 @click.option("--num-classes", type=click.IntRange(min=1), help="Classes of the new model (labels 0..N-1).")
 @click.option("--freeze", default="", help="NiftyNet's vars_to_freeze: re.search over the TensorFlow names, "
-                                           "e.g. 'conv_0|res_1|res_2'.")
+                                           "e.g. 'res_1|res_2' (note: 'conv_0' also matches res_*/conv_0/w).")
 @click.option("--max-iter", type=click.IntRange(min=1), default=2000, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate (NiftyNet's default 0.01).")
 @click.option("--loss", default="Dice", show_default=True, help="A NiftyNet segmentation loss.")

@@ -58,15 +58,15 @@ class DemoSettings:
     the rest are :class:`~niftyport.training.finetune.FinetuneOptions`.
     """
 
-    window: tuple[int, int, int] = (48, 48, 48)
+    window: tuple[int, int, int] = (32, 32, 32)
     batch_size: int = 1
-    max_iter: int = 60
+    max_iter: int = 100
     lr: float = 0.01
     freeze: str = r"conv_0_bn|res_1|res_2|res_3"
     loss: str = "Dice"
     seed: int = 0
     held_out: tuple[int, int] = (56, 72)
-    context: int = 24
+    context: int = 16
     fov: tuple[int, int, int] = (116, 140, 108)
 
 

@@ -347,7 +347,7 @@ def _source(options: FinetuneOptions) -> tuple[networks.NetworkSpec, Path]:
     from ..weights import find_weights
 
     path = Path(options.source)
-    if not path.exists():
+    if not path.exists() and not is_checkpoint(path):
         try:
             spec = networks.get(options.source)
         except NetworkError:
@@ -393,7 +393,9 @@ def start_model(options: FinetuneOptions, *, acti_func: str = "relu") -> Start:
 
     spec, weights = _source(options)
     device = torch.device(options.device)
-    model = networks.build(spec.name, num_classes=options.num_classes, acti_func=acti_func)
+    with torch.random.fork_rng(devices=[]):  # the new head's initialisation follows the seed; torch's RNG kept
+        torch.manual_seed(options.seed)
+        model = networks.build(spec.name, num_classes=options.num_classes, acti_func=acti_func)
     tensors, rules_in = network_tensors(spec, weights, rule_kwargs={"acti_func": acti_func})
     state = map_tensors(tensors, rules_in)
     head = head_keys(spec, {k: v.shape for k, v in state.items()}, model, num_classes=options.num_classes)
