@@ -400,9 +400,12 @@ def start_model(options: FinetuneOptions, *, acti_func: str = "relu") -> Start:
     state = map_tensors(tensors, rules_in)
     head = head_keys(spec, {k: v.shape for k, v in state.items()}, model, num_classes=options.num_classes)
     current = model.state_dict()
+    extra = sorted(k for k in state if k not in current)
+    if extra:
+        raise TrainingError(f"{weights}: {len(extra)} variable(s) that {spec.name} does not have, e.g. {extra[0]!r}")
     with torch.no_grad():
         for key, array in state.items():
-            if key in current and key not in head:
+            if key not in head:
                 current[key].copy_(torch.from_numpy(np.ascontiguousarray(array)))
     model = model.to(device)
     scope = networks.scope_of(list(tensors), spec) if any("/" in name for name in tensors) else spec.default_scope
