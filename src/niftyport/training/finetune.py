@@ -196,13 +196,17 @@ def _base_sections(spec: networks.NetworkSpec, base_config: str | None) -> tuple
         sections = _read_ini(path.read_text(encoding="utf-8"), str(path))
         parsed = _build(sections, source=str(path), config_path=path.resolve(), home=str(default_niftynet_home()))
         hist = Path(parsed.network.histogram_ref_file) if parsed.network.normalisation else None
+        if hist is not None and not hist.is_file():
+            raise OptionError(f"{path}: [NETWORK] histogram_ref_file {hist} not found (needed beside the new model)")
         image = parsed.modality
-        sections = {k: dict(v) for k, v in sections.items()}
-        sections[IMAGE_SECTION] = sections.pop(image)
-        for key in ("path_to_search", "filename_contains", "filename_not_contains", "filename_removefromid",
-                    "csv_file"):
-            sections[IMAGE_SECTION].pop(key, None)
-        return sections, hist
+        kept = {k: dict(v) for k, v in sections.items() if k in ("SYSTEM", "NETWORK", "INFERENCE", "SEGMENTATION")}
+        kept[IMAGE_SECTION] = {k: v for k, v in sections[image].items()
+                               if k not in ("path_to_search", "filename_contains", "filename_not_contains",
+                                            "filename_removefromid", "csv_file", "csv_data_file")}
+        segmentation = kept.get("SEGMENTATION", {})
+        for key in ("weight", "sampler", "inferred", "value"):  # sections the new config does not have
+            segmentation.pop(key, None)
+        return kept, hist
     if str(MODEL_ZOO_SETTINGS["NETWORK"]["name"]) == spec.name:
         return {k: dict(v) for k, v in MODEL_ZOO_SETTINGS.items()}, PACKAGED_LANDMARKS
     return {IMAGE_SECTION: {}, "NETWORK": {"name": spec.name}, "SEGMENTATION": {}}, None
@@ -397,7 +401,8 @@ def start_model(options: FinetuneOptions, *, acti_func: str = "relu") -> Start:
         torch.manual_seed(options.seed)
         model = networks.build(spec.name, num_classes=options.num_classes, acti_func=acti_func)
     tensors, rules_in = network_tensors(spec, weights, rule_kwargs={"acti_func": acti_func})
-    state = map_tensors(tensors, rules_in)
+    state = {k: v for k, v in map_tensors(tensors, rules_in).items()
+             if not k.endswith("num_batches_tracked")}  # torch's counters: never read by the networks
     head = head_keys(spec, {k: v.shape for k, v in state.items()}, model, num_classes=options.num_classes)
     current = model.state_dict()
     extra = sorted(k for k in state if k not in current)
