@@ -37,7 +37,7 @@ import torch
 from ..outputs import check_outputs, write_text_atomic
 from ..reporting.colortable import ColorTable, Label, write_ctbl
 from .data import TrainingVolume, window_batches
-from .finetune import FinetuneOptions, _finish, finetune_volumes, load_pair, output_paths, prepare
+from .finetune import FinetuneOptions, finetune_volumes, load_pair, output_paths, prepare, write_outputs
 from .loop import LossSettings
 
 __all__ = ["CLASSES", "DemoSettings", "dice_per_class", "held_out_prediction", "run_finetune_demo",
@@ -191,7 +191,7 @@ def run_finetune_demo(output_dir: str | Path = "niftyport-finetune-demo", *, set
     extra = {"demo": {"settings": asdict(settings), "dice": dict(zip(CLASSES, dice)),
                       "held_out_voxels": int(truth[inside].size),
                       "seconds": {k: round(v, 1) for k, v in seconds.items()}}}
-    result = _finish(start, out, sections, landmarks, options, model_paths, losses, seconds["wall"], extra)
+    result = write_outputs(start, out, sections, landmarks, options, model_paths, losses, seconds["wall"], extra)
     _write_dice(paths["dice_csv"], dice, truth[inside])
     middle = (settings.held_out[1] - settings.held_out[0]) // 2
     figure = _figure(volume.image[inside][:, :, settings.held_out[0] + middle], truth[inside][:, :, middle],

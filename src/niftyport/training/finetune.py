@@ -72,7 +72,7 @@ from .state import TrainingVariable, save_checkpoint, search_names, trainable_pa
 
 __all__ = ["CONFIG_NAME", "FinetuneOptions", "FinetuneResult", "Pair", "Start", "finetune", "finetune_volumes",
            "head_keys", "load_pair", "model_sections", "pair_files", "prepare", "sections_text",
-           "start_model", "subject_key", "write_model"]
+           "start_model", "subject_key", "write_model", "write_outputs"]
 
 #: The generated NiftyNet config, in the output folder.
 CONFIG_NAME = "config.ini"
@@ -107,12 +107,16 @@ def subject_key(path: str | os.PathLike) -> str:
     return re.sub(r"\W+", "", name[: len(name) - len(suffix)] if suffix else name)
 
 
+def _without_suffix(path: Path) -> str:
+    return str(path)[: -len(image_suffix(path.name))]
+
+
 def _volumes_in(folder: Path) -> list[Path]:
     """The volume files of a folder (sorted), the ``.hdr`` of an ``.img``/``.hdr`` pair left out."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and image_suffix(p.name) is not None)
-    images = {str(p)[: -len(image_suffix(p.name))] for p in files if image_suffix(p.name).lower().startswith(".img")}
+    pairs = {_without_suffix(p) for p in files if image_suffix(p.name).lower().startswith(".img")}
     return [p for p in files
-            if not (image_suffix(p.name).lower().startswith(".hdr") and str(p)[: -len(image_suffix(p.name))] in images)]
+            if not (image_suffix(p.name).lower().startswith(".hdr") and _without_suffix(p) in pairs)]
 
 
 def _keyed(folder: Path, what: str) -> dict[str, Path]:
@@ -548,10 +552,10 @@ def finetune(images: str | os.PathLike, labels: str | os.PathLike, output_dir: s
                               save=lambda it: write_model(start, output_dir, it),
                               save_every_n=settings.save_every_n, echo=echo)
     seconds = time.perf_counter() - tic
-    return _finish(start, output_dir, sections, landmarks, options, paths, losses, seconds)
+    return write_outputs(start, output_dir, sections, landmarks, options, paths, losses, seconds)
 
 
-def _finish(start: Start, output_dir: Path, sections, landmarks: Path | None, options: FinetuneOptions,
+def write_outputs(start: Start, output_dir: Path, sections, landmarks: Path | None, options: FinetuneOptions,
             paths: Mapping[str, Path], losses, seconds: float, extra: Mapping | None = None) -> FinetuneResult:
     """Write the checkpoint, the landmarks, the config, the label table and the summary."""
     prefix = write_model(start, output_dir, options.max_iter)
