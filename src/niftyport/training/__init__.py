@@ -13,7 +13,13 @@
 * :mod:`.checkpoints`, :mod:`.curves`: complete checkpoints and resuming, the PNG of the curves;
 * :mod:`.settings`, :mod:`.data`, :mod:`.run`: the ``[TRAINING]`` section, the volumes,
   ``niftyport train`` (what is not supported is refused by name).
+* :mod:`.finetune` (:func:`finetune`, :class:`FinetuneOptions`), :mod:`.demo`: ``niftyport finetune``
+  and its ``--demo``.
 
 Layouts: torch's ``(N, C, X, Y, Z)`` for tensors given to the network and
 losses; NiftyNet's ``(N, X, Y, Z, C)`` where a docstring says so.
 """
+
+from .finetune import FinetuneOptions, finetune  # noqa: E402  (the package's function; the module stays importable)
+
+__all__ = ["FinetuneOptions", "finetune"]
