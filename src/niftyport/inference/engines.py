@@ -54,6 +54,7 @@ from torch.nn import functional as F
 from .aggregation import GridAggregator
 from ..errors import OptionError
 from ..network import HighRes3DNet
+from .defaults import MAX_DEFAULT_MEMORY, default_max_memory, default_threads  # noqa: F401
 from .modes import MODES
 from .sampling import batch_emission_order, check_window, grid_locations
 from .tiling import (Box, ConvStep, grid_owner_map, input_box, owned_regions, parse_memory,
@@ -70,8 +71,9 @@ ENGINES = {
     "fast": "oneDNN direct convolutions, channels-last: ~2x faster, logits within ~1e-5",
 }
 
-#: Working-memory budget when none is given (capped at 3/4 of the machine's memory).
-DEFAULT_MAX_MEMORY = 6 * 2**30
+#: The largest working-memory budget used when none is given; the default follows the
+#: machine's available memory (:func:`~niftyport.inference.defaults.default_max_memory`).
+DEFAULT_MAX_MEMORY = MAX_DEFAULT_MEMORY
 
 #: Peak working bytes per value of a region's largest activation
 #: (:func:`~niftyport.tiling.region_values`): three float32 activations alive at
@@ -168,6 +170,30 @@ class _Convolutions:
                                            list(conv.stride), list(conv.padding))
         self.flops += 2 * x.shape[1] * out[:, :1].numel() * out.shape[1] * math.prod(conv.kernel_size)
         return out.contiguous(memory_format=self.memory_format)
+
+
+def _bn_(bn: torch.nn.BatchNorm3d, x: torch.Tensor) -> torch.Tensor:
+    """``bn(x)`` (eval mode) written over ``x``, which must be a fresh tensor nobody else reads.
+
+    Runs ATen's own batch-norm kernel (``native_batch_norm``, the one ``bn(x)``
+    runs in eval mode) with ``x`` as its output: the same elementwise
+    ``x * scale + shift`` in the same rounding, without allocating (and
+    page-faulting) a new activation. Falls back to ``bn(x)`` where that
+    kernel is not the one eager PyTorch uses (training mode, CUDA, no
+    running statistics).
+    """
+    if (bn.training or x.device.type != "cpu" or bn.running_mean is None
+            or bn.weight is None or not _INPLACE_BN):
+        return bn(x)
+    empty = x.new_empty(0)
+    torch.ops.aten.native_batch_norm.out(x, bn.weight, bn.bias, bn.running_mean, bn.running_var,
+                                         False, 0.0, bn.eps, out=x, save_mean=empty,
+                                         save_invstd=empty)
+    return x
+
+
+#: Whether this torch has ``aten::native_batch_norm.out`` (torch >= 1.x does).
+_INPLACE_BN = hasattr(torch.ops.aten.native_batch_norm, "out")
 
 
 # --- the network on one region ----------------------------------------------------------------
@@ -305,14 +331,14 @@ def _trunk(model: HighRes3DNet, x: torch.Tensor, region: Box, domain: Box,
     at = _Region(_layer_boxes(region, domain, conv_steps(model),
                               _row_alignment(run.engine, run.device, domain)), run.memory_format)
     x = x.contiguous(memory_format=run.memory_format)
-    x = model.conv_0.bn(at.after(run(model.conv_0.conv, x))).relu_()
+    x = _bn_(model.conv_0.bn, at.after(run(model.conv_0.conv, x))).relu_()
     for name in model.block_names:
         block = getattr(model, name)
         before = at.box
-        t = block.bn_0(x).relu_()
+        t = block.bn_0(x).relu_()  # x is the shortcut: a new tensor
         t = run(block.conv_0, t)  # rebinding frees the input before the crop copies
         t = at.after(t)
-        t = block.bn_1(t).relu_()
+        t = _bn_(block.bn_1, t).relu_()
         t = run(block.conv_1, t)
         t = at.after(t)
         shortcut = x[(slice(None), slice(None)) + at.box.slices(before.lo)]
@@ -328,8 +354,8 @@ def _head(model: HighRes3DNet, h: torch.Tensor, run: _Convolutions) -> torch.Ten
     """The 1x1x1 layers: features ``(N, 64, ...)`` to logits ``(N, K, ...)``."""
     h = h.contiguous(memory_format=run.memory_format)
     if model.conv_1 is not None:
-        h = model.conv_1.bn(run(model.conv_1.conv, h)).relu_()
-    return model.conv_2.bn(run(model.conv_2.conv, h))
+        h = _bn_(model.conv_1.bn, run(model.conv_1.conv, h)).relu_()
+    return _bn_(model.conv_2.bn, run(model.conv_2.conv, h))
 
 
 def region_logits(model: HighRes3DNet, x: torch.Tensor, region: Box, domain: Box, *,
@@ -400,15 +426,6 @@ def _rss_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
-
-
-def default_max_memory() -> int:
-    """:data:`DEFAULT_MAX_MEMORY`, or 3/4 of the machine's memory if that is less."""
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return DEFAULT_MAX_MEMORY
-    return min(DEFAULT_MAX_MEMORY, physical * 3 // 4)
 
 
 class _Budget:
