@@ -24,23 +24,37 @@ class DeviceType(click.ParamType):
         self.fail(f"{value!r} is not one of auto, cpu, cuda, cuda:N", param, ctx)
 
 
+class MachineDefaultOption(click.Option):
+    """An option whose help names its default on this machine, computed when help is shown
+    (:func:`~niftyport.inference.defaults.describe_defaults`: the available memory changes)."""
+
+    def __init__(self, *args, default_key: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.default_key = default_key
+
+    def get_help_record(self, ctx):
+        from ..inference.defaults import describe_defaults
+
+        self.help = describe_defaults()[self.default_key]
+        return super().get_help_record(ctx)
+
+
 def _run_options(f):
     """Options shared by ``parcellate`` and ``demo``."""
-    from ..inference.defaults import describe_defaults
     from ..inference.modes import MODES
 
-    defaults = describe_defaults()
     options = [
         click.option("--weights", help="Weights: a NiftyNet checkpoint, our .safetensors/.pth, or the "
                                        "third-party .pth (default: $NIFTYPORT_WEIGHTS, else the model zoo's "
                                        "weights shipped with niftyport; see 'niftyport weights')."),
         click.option("--device", type=DeviceType(), default="auto", show_default=True,
                      help="Where the network runs: auto (CUDA when available), cpu, cuda or cuda:N."),
-        click.option("--threads", type=click.IntRange(min=1), help=defaults["threads"]),
+        click.option("--threads", type=click.IntRange(min=1), cls=MachineDefaultOption,
+                     default_key="threads"),
         click.option("--mode", type=click.Choice(list(MODES)), default="niftynet", show_default=True,
                      help="niftynet: NiftyNet's exact output; niftynet-fast, full, full-eager trade it for speed "
                           "(see the README's Speed section)."),
-        click.option("--max-memory", help=defaults["max_memory"]),
+        click.option("--max-memory", cls=MachineDefaultOption, default_key="max_memory"),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar, errors only."),
     ]
     for option in reversed(options):
