@@ -134,3 +134,39 @@ def test_batch_norm_over_its_input_equals_the_module(memory_format):
     assert out.data_ptr() == y.data_ptr()  # written over its input
     assert torch.equal(out, expected)  # bit for bit
     assert not torch.equal(x, expected)
+
+
+def test_niftynet_mode_keeps_within_max_memory_while_reusing_freed_memory():
+    # a fresh process: its peak resident memory (VmHWM) is this run's alone
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    script = textwrap.dedent("""
+        import numpy as np, torch
+        from niftyport.inference.engines import (segment_grid, _rss_bytes, can_reuse_freed_memory,
+                                                 grid_jobs, conv_steps)
+        from niftyport.network import HighRes3DNet
+        torch.manual_seed(0)
+        net = HighRes3DNet().eval()
+        volume = np.random.default_rng(0).standard_normal((56, 60, 56)).astype(np.float32)
+        base = _rss_bytes()
+        stats = {}
+        labels = segment_grid(net, volume, window=(56, 56, 56), border=(2, 2, 2),
+                              max_memory=base + 700 * 2**20, stats=stats)
+        peak = [int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
+        untiled = len(grid_jobs(volume.shape, (56, 56, 56), (2, 2, 2), 1, conv_steps(net))[1])
+        print(base, peak, stats["regions"], untiled, int(can_reuse_freed_memory()), _rss_bytes())
+    """)
+    if not sys.platform.startswith("linux"):
+        pytest.skip("peak memory is read from /proc (Linux)")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    base, peak, regions, untiled, reused, after = map(int, out.stdout.split())
+    assert reused == 1  # glibc here: the freed activations were kept for reuse
+    assert regions == untiled  # one network call per window region: the budget did not tile them
+    assert int(peak) <= int(base) + 700 * 2**20
+    assert after < peak - 100 * 2**20  # and the kept memory was given back afterwards
