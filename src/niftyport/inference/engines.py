@@ -198,7 +198,7 @@ def _bn_(bn: torch.nn.BatchNorm3d, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-#: Whether this torch has ``aten::native_batch_norm.out`` (torch >= 1.x does).
+#: Whether this torch has ``aten::native_batch_norm.out`` (torch 2.x does).
 _INPLACE_BN = hasattr(torch.ops.aten.native_batch_norm, "out")
 
 
