@@ -306,7 +306,8 @@ def report(results: dict, tmp: Path) -> int:
               f"{fmt_gib(r['peak_rss']):>9} {ratio}")
     if base and base.get("extrapolated"):
         print(f"(a): {base['timed']} of its {base['windows']} windows timed; its network time, total and "
-              "CPU s are extrapolated to all windows (start-up, prep, restore and writing measured)")
+              "CPU s are extrapolated to all windows (start-up, prep, restore and writing measured; "
+              "its sys s and peak RSS are those of the timed run)")
     first = next(iter(results.values()))
     print(f"threads {first.get('threads')}; GFLOP/s: convolution FLOPs executed / network seconds; "
           "CPU s well under threads x total means other jobs shared the CPU")
