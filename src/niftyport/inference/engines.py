@@ -88,12 +88,6 @@ BYTES_PER_VALUE = {"eager": 16, "fast": 13}
 #: resident against 2.29 GiB without reuse, i.e. ~24 bytes per value; with some margin.
 BYTES_PER_VALUE_REUSED = {"eager": 26}
 
-#: The same for ``full`` mode, which keeps freed activations only within each residual
-#: block (then gives them back), and only where its tiles stay those of :data:`BYTES_PER_VALUE`:
-#: one activation more at the peak. Measured on CPU over a
-#: 96^3 volume (fast): 1.10 GiB peak resident against 0.89 GiB (x 1.4); with some margin.
-BYTES_PER_VALUE_BLOCK_REUSE = {"fast": 18}
-
 #: Voxels per slab of the 1x1x1 head (up to 400 float32 channels alive per voxel).
 HEAD_VOXELS = 2**16
 
@@ -156,8 +150,6 @@ class _Convolutions:
                               else torch.contiguous_format)
         self._weights: dict[int, torch.Tensor] = {}
         self.flops = 0  # convolution FLOPs run so far
-        #: keep freed activations for reuse within each residual block (:func:`_trunk`)
-        self.reuse_blocks = False
 
     def _weight(self, conv: torch.nn.Conv3d) -> torch.Tensor:
         key = id(conv)
@@ -347,21 +339,20 @@ def _trunk(model: HighRes3DNet, x: torch.Tensor, region: Box, domain: Box,
     x = x.contiguous(memory_format=run.memory_format)
     x = _bn_(model.conv_0.bn, at.after(run(model.conv_0.conv, x))).relu_()
     for name in model.block_names:
-        with reuse_freed_memory(run.reuse_blocks):  # returned at the end of each block
-            block = getattr(model, name)
-            before = at.box
-            t = block.bn_0(x).relu_()  # x is the shortcut: a new tensor
-            t = run(block.conv_0, t)  # rebinding frees the input before the crop copies
-            t = at.after(t)
-            t = _bn_(block.bn_1, t).relu_()
-            t = run(block.conv_1, t)
-            t = at.after(t)
-            shortcut = x[(slice(None), slice(None)) + at.box.slices(before.lo)]
-            if block.channel_pad != (0, 0):
-                shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, 0, *block.channel_pad))
-            t += shortcut  # the same float additions as ``y + x`` in HighResBlock.forward
-            x = t
-            del t, shortcut
+        block = getattr(model, name)
+        before = at.box
+        t = block.bn_0(x).relu_()  # x is the shortcut: a new tensor
+        t = run(block.conv_0, t)  # rebinding frees the input before the crop copies
+        t = at.after(t)
+        t = _bn_(block.bn_1, t).relu_()
+        t = run(block.conv_1, t)
+        t = at.after(t)
+        shortcut = x[(slice(None), slice(None)) + at.box.slices(before.lo)]
+        if block.channel_pad != (0, 0):
+            shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, 0, *block.channel_pad))
+        t += shortcut  # the same float additions as ``y + x`` in HighResBlock.forward
+        x = t
+        del t, shortcut
     return x, at.box
 
 
@@ -432,10 +423,6 @@ def can_reuse_freed_memory() -> bool:
     return _glibc() is not None
 
 
-#: Whether a :func:`reuse_freed_memory` block is open.
-_REUSING = False
-
-
 @contextlib.contextmanager
 def reuse_freed_memory(enabled: bool = True):
     """Keep freed activations in the process's heap for the next ones, for the block.
@@ -453,18 +440,15 @@ def reuse_freed_memory(enabled: bool = True):
     resident): :data:`BYTES_PER_VALUE_REUSED`. Numbers computed do not change,
     only where buffers live. A no-op unless :func:`can_reuse_freed_memory`.
     """
-    global _REUSING
-    libc = _glibc() if enabled and not _REUSING else None  # nested: the outer block decides
+    libc = _glibc() if enabled else None
     if libc is None:
         yield
         return
     libc.mallopt(_M_MMAP_MAX, 0)
     libc.mallopt(_M_TRIM_THRESHOLD, -1)  # as size_t: never trim inside the block
-    _REUSING = True
     try:
         yield
     finally:
-        _REUSING = False
         libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
         libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
         libc.malloc_trim(0)
@@ -519,10 +503,10 @@ class _Budget:
     """
 
     def __init__(self, max_memory: int | str | None, *, engine: str, batch: int = 1,
-                 fixed: int = 0, reuse: dict[str, int] | None = None):
+                 fixed: int = 0, reuse: bool = False):
         self.total = default_max_memory() if max_memory is None else parse_memory(max_memory)
         self.held = _rss_bytes() + fixed + WORKSPACE_BYTES
-        table = reuse if reuse else BYTES_PER_VALUE  # reuse: the table of the reuse in force
+        table = BYTES_PER_VALUE_REUSED if reuse else BYTES_PER_VALUE
         self.per_value = table[engine] * max(1, batch)
         self.values = max(0, self.total - self.held) // self.per_value
 
@@ -663,7 +647,7 @@ def segment_grid(model: torch.nn.Module, volume: np.ndarray, *,
         reuse = (device.type == "cpu" and engine in BYTES_PER_VALUE_REUSED
                  and can_reuse_freed_memory())
         budget = _Budget(max_memory, engine=engine, batch=compute_batch, fixed=math.prod(spatial) * 8,
-                         reuse=BYTES_PER_VALUE_REUSED if reuse else None)
+                         reuse=reuse)
         owner, jobs = grid_jobs(spatial, window, border, batch_size, steps, budget=budget,
                                 keep=keep)
         plain = len(grid_locations(spatial, window, border)) * math.prod(window) * sum(s.flops for s in steps)
@@ -785,29 +769,12 @@ def segment_full(model: torch.nn.Module, volume: np.ndarray, *,
     with _run_settings(device, threads):
         steps = conv_steps(model)
         budget = _Budget(max_memory, engine=engine, fixed=math.prod(spatial) * 4)
-        keep = _keep_box(keep, spatial)
-        tiles = full_tiles(spatial, steps, budget=budget, tile=tile, keep=keep)
+        tiles = full_tiles(spatial, steps, budget=budget, tile=tile, keep=_keep_box(keep, spatial))
         domain = Box.of_shape(spatial)
-        # reuse freed activations within blocks only where the budget then gives the same
-        # tiles (it counts more memory per value): never more halo work for it
-        reuse = False
-        if (device.type == "cpu" and engine in BYTES_PER_VALUE_BLOCK_REUSE
-                and can_reuse_freed_memory()):
-            if tile is not None:
-                reuse = all(region_values(t, domain, steps) <= budget.values * budget.per_value
-                            // BYTES_PER_VALUE_BLOCK_REUSE[engine] for t in tiles)
-            else:
-                kept = _Budget(max_memory, engine=engine, fixed=math.prod(spatial) * 4,
-                               reuse=BYTES_PER_VALUE_BLOCK_REUSE)
-                try:
-                    reuse = full_tiles(spatial, steps, budget=kept, keep=keep) == tiles
-                except OptionError:  # fits only without reuse
-                    reuse = False
         log.info("full mode: %d tiles, %.1f TFLOP (one pass: %.1f)", len(tiles),
                  sum(region_work(t, domain, steps) for t in tiles) / 1e12,
                  region_work(domain, domain, steps) / 1e12)
         run = _Convolutions(engine, device, spatial)
-        run.reuse_blocks = reuse
         labels = np.zeros(spatial, dtype=np.int32)
         for t in _progress(tiles, len(tiles), progress, "tiles", "tile"):
             x = _inputs(source, [engine_input_box(t, domain, steps, engine=engine, device=device)],
