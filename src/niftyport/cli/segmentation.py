@@ -24,6 +24,21 @@ class DeviceType(click.ParamType):
         self.fail(f"{value!r} is not one of auto, cpu, cuda, cuda:N", param, ctx)
 
 
+class MachineDefaultOption(click.Option):
+    """An option whose help names its default on this machine, computed when help is shown
+    (:func:`~niftyport.inference.defaults.describe_defaults`: the available memory changes)."""
+
+    def __init__(self, *args, default_key: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.default_key = default_key
+
+    def get_help_record(self, ctx):
+        from ..inference.defaults import describe_defaults
+
+        self.help = describe_defaults()[self.default_key]
+        return super().get_help_record(ctx)
+
+
 def _run_options(f):
     """Options shared by ``parcellate`` and ``demo``."""
     from ..inference.modes import MODES
@@ -34,11 +49,12 @@ def _run_options(f):
                                        "weights shipped with niftyport; see 'niftyport weights')."),
         click.option("--device", type=DeviceType(), default="auto", show_default=True,
                      help="Where the network runs: auto (CUDA when available), cpu, cuda or cuda:N."),
-        click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the network."),
+        click.option("--threads", type=click.IntRange(min=1), cls=MachineDefaultOption,
+                     default_key="threads"),
         click.option("--mode", type=click.Choice(list(MODES)), default="niftynet", show_default=True,
                      help="niftynet: NiftyNet's exact output; niftynet-fast, full, full-eager trade it for speed "
                           "(see the README's Speed section)."),
-        click.option("--max-memory", help="Working-memory budget for the network, e.g. 8G or 512M."),
+        click.option("--max-memory", cls=MachineDefaultOption, default_key="max_memory"),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar, errors only."),
     ]
     for option in reversed(options):
@@ -77,9 +93,12 @@ def _setup_logging(quiet: bool) -> None:
 @click.option("--no-extras", is_flag=True,
               help="Write only the label map, not its label table (.ctbl) and volumes (_volumes.csv) beside it.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--timings", type=click.Path(dir_okay=False, path_type=str),
+              help="Also write, as JSON, the wall and CPU seconds of each stage (preprocessing, weights, "
+                   "network, restore, writing), the peak resident memory, threads, budget and work.")
 @_run_options
 def parcellate_command(image, output, config_path, niftynet_home, window, border, batch_size, no_extras, force,
-                       weights, device, threads, mode, max_memory, quiet):
+                       timings, weights, device, threads, mode, max_memory, quiet):
     """Parcellate a T1 MRI into 160 GIF labels, voxel for voxel as NiftyNet.
 
     With no IMAGE, runs NiftyNet's own batch inference for --config: every
@@ -87,14 +106,18 @@ def parcellate_command(image, output, config_path, niftynet_home, window, border
     save_seg_dir as window_seg_<subject>_<output_postfix>.nii.gz, listed in
     inferred.csv.
     """
+    import time
     from pathlib import Path
 
     from ..segmentation.pipeline import resolve_config
 
+    started = time.perf_counter(), time.process_time()
     _setup_logging(quiet)
     if image is None and config_path is None:
         raise click.UsageError("give an IMAGE to parcellate, or a --config whose path_to_search "
                                "finds the images")
+    if timings is not None and image is None:
+        raise click.UsageError("--timings needs an IMAGE (one scan)")
     cfg = resolve_config(config_path, niftynet_home=niftynet_home, window=window, border=border,
                          batch_size=batch_size)
     run = dict(weights=weights, device=device, threads=threads, mode=mode,
@@ -111,15 +134,44 @@ def parcellate_command(image, output, config_path, niftynet_home, window, border
     from ..image_io import default_label_path
 
     out = Path(output) if output else default_label_path(image)
-    check_outputs([out, *(() if no_extras else extras_paths(out))], [Path(image)], force=force)
+    check_outputs([out, *(() if no_extras else extras_paths(out)), *([timings] if timings else [])],
+                  [Path(image)], force=force)
     result = run_parcellation(image, config=cfg, **run)
+    t = time.perf_counter(), time.process_time()
     written = save_label_map(out, result.labels, result.affine, result.loaded.header, network=cfg.network.name,
                              input_paths=[image], extras=not no_extras)
+    result.seconds["writing"] = time.perf_counter() - t[0]
+    result.cpu_seconds["writing"] = time.process_time() - t[1]
     if not quiet:
         took = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
-        click.echo(f"{len(set(result.labels.ravel().tolist()))} labels ({took})")
+        import numpy as np
+
+        click.echo(f"{len(np.unique(result.labels))} labels ({took})")
+    if timings:
+        written.append(_write_timings(timings, image, result, started))
     for path in written:
         click.echo(f"wrote {path}")
+
+
+def _write_timings(path, image, result, started) -> "Path":
+    """The ``--timings`` JSON: per-stage wall/CPU seconds (the command's own start to the
+    label map written; ``other``: option parsing and checks), peak RSS, how the network ran."""
+    import json
+    import resource
+    import sys
+    import time
+
+    from ..outputs import write_text_atomic
+
+    wall, cpu = time.perf_counter() - started[0], time.process_time() - started[1]
+    seconds, cpu_seconds = dict(result.seconds), dict(result.cpu_seconds)
+    seconds["other"] = max(0.0, wall - sum(seconds.values()))
+    cpu_seconds["other"] = max(0.0, cpu - sum(cpu_seconds.values()))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    record = {"image": str(image), "mode": result.mode, "seconds": seconds, "cpu_seconds": cpu_seconds,
+              "total_seconds": wall, "total_cpu_seconds": cpu,
+              "peak_rss": int(peak if sys.platform == "darwin" else peak * 1024), **result.run}
+    return write_text_atomic(path, json.dumps(record, indent=2) + "\n")
 
 
 @cli.command("demo")

@@ -21,6 +21,7 @@ import torch
 from ..config import Config, default_config, load_config
 from ..errors import ConfigError, NiftyportError
 from ..image_io import label_image
+from ..inference.defaults import default_max_memory, default_threads
 from ..inference.engines import MODES, run_mode
 from ..preprocessing import (Loaded, Preprocessed, load_and_resample, preprocess,
                             restore_to_input_space, scan_region)
@@ -39,7 +40,9 @@ class Parcellation:
     grid (write it with ``affine``). ``labels_padded``: int32 labels in the
     padded network space (RAS, ``pixdim`` voxels); only the voxels that
     survive un-padding are computed, the volume padding is left 0.
-    ``seconds``: wall time per stage.
+    ``seconds`` / ``cpu_seconds``: wall and CPU time (all threads) per stage;
+    ``run``: how the network ran (``threads``, ``max_memory``, ``flops``:
+    convolution FLOPs executed, ``regions``: network calls).
     """
 
     labels: np.ndarray
@@ -50,6 +53,8 @@ class Parcellation:
     config: Config
     mode: str
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    run: dict = field(default_factory=dict)
 
     def to_image(self) -> nib.Nifti1Image:
         """The label map as NiftyNet writes it: int32, the input's affine."""
@@ -128,9 +133,12 @@ def run_parcellation(image: str | os.PathLike | nib.Nifti1Image, *,
         mode: ``'niftynet'`` (default, NiftyNet's exact output) or another of
             :data:`niftyport.inference.MODES`.
         device: ``'auto'``, ``'cpu'``, ``'cuda'``...
-        threads: CPU threads for the network (default: torch's).
+        threads: CPU threads for the network (default: the cores this process may
+            use, :func:`~niftyport.inference.defaults.default_threads`).
         max_memory: byte budget for the network's working memory; the scan
             must also fit in it to be read (checked from its header first).
+            Default: :func:`~niftyport.inference.defaults.default_max_memory`
+            (3/4 of the available memory, within 1..8 GiB).
         progress: show a progress bar over windows.
     """
     if mode not in MODES:
@@ -139,6 +147,8 @@ def run_parcellation(image: str | os.PathLike | nib.Nifti1Image, *,
     dev = resolve_device(device)
     if threads is not None and threads < 1:
         raise NiftyportError(f"--threads must be at least 1, got {threads}")
+    if threads is None and dev.type == "cpu":
+        threads = default_threads()
     with torch_threads(threads):
         return _run(image, cfg, weights=weights, model=model, mode=mode, device=dev, max_memory=max_memory,
                     progress=progress)
@@ -159,13 +169,13 @@ def torch_threads(threads: int | None):
 def _run(image, cfg: Config, *, weights, model, mode: str, device: torch.device, max_memory, progress: bool):
     dev = device
     seconds: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    clock = _Stages(seconds, cpu)
 
-    t = time.perf_counter()
     loaded = load_and_resample(image, cfg, max_bytes=max_memory)
     pre = preprocess(loaded.data, cfg)
-    seconds["preprocessing"] = time.perf_counter() - t
+    clock.lap("preprocessing")
 
-    t = time.perf_counter()
     if model is None:
         from ..weights import load_weights
         model = load_weights(weights, device=dev)
@@ -175,22 +185,39 @@ def _run(image, cfg: Config, *, weights, model, mode: str, device: torch.device,
     if classes is not None and cfg.segmentation.num_classes not in (-1, classes):
         raise ConfigError(f"{cfg.source or 'config'}: num_classes = {cfg.segmentation.num_classes} "
                           f"but the weights have {classes} classes")
-    seconds["weights"] = time.perf_counter() - t
+    clock.lap("weights")
 
-    t = time.perf_counter()
+    stats: dict = {}
+    budget = default_max_memory() if max_memory is None else max_memory
     labels_padded = run_mode(mode, model, pre.whitened,
                              window=tuple(cfg.spatial_window_size[:3]),
                              border=tuple(cfg.inference.border),
                              batch_size=cfg.network.batch_size,
-                             device=dev, max_memory=max_memory, progress=progress,
-                             keep=scan_region(loaded, cfg))
-    seconds["network"] = time.perf_counter() - t
+                             device=dev, max_memory=budget, progress=progress,
+                             keep=scan_region(loaded, cfg), stats=stats)
+    clock.lap("network")
 
-    t = time.perf_counter()
     labels = restore_to_input_space(labels_padded, loaded, cfg)
-    seconds["restore"] = time.perf_counter() - t
+    clock.lap("restore")
+    run = dict(threads=torch.get_num_threads(), max_memory=int(budget), device=str(dev),
+               input_shape=list(pre.whitened.shape[:3]), **stats)
     return Parcellation(labels=labels, affine=loaded.affine, loaded=loaded, preprocessed=pre,
-                        labels_padded=labels_padded, config=cfg, mode=mode, seconds=seconds)
+                        labels_padded=labels_padded, config=cfg, mode=mode, seconds=seconds,
+                        cpu_seconds=cpu, run=run)
+
+
+class _Stages:
+    """Wall and CPU seconds per stage, measured from one lap to the next."""
+
+    def __init__(self, seconds: dict[str, float], cpu: dict[str, float]):
+        self.seconds, self.cpu = seconds, cpu
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def lap(self, stage: str) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.seconds[stage] = wall - self._wall
+        self.cpu[stage] = cpu - self._cpu
+        self._wall, self._cpu = wall, cpu
 
 
 def parcellate(image: str | os.PathLike | nib.Nifti1Image, *,
