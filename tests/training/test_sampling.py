@@ -36,7 +36,7 @@ def chi_square_ok(counts: np.ndarray, probabilities: np.ndarray) -> bool:
 
 
 def test_chi_square_control():
-    # the helper rejects a clearly wrong distribution and an impossible cell
+    # chi_square_ok rejects a clearly wrong distribution and an impossible cell
     assert chi_square_ok([250, 250, 500], [0.25, 0.25, 0.5])
     assert not chi_square_ok([400, 100, 500], [0.25, 0.25, 0.5])
     assert not chi_square_ok([1, 499, 500], [0.0, 0.5, 0.5])
