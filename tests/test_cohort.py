@@ -447,3 +447,16 @@ def test_cohort_command_on_a_folder(dataset, expected, tmp_path):
     assert np.array_equal(np.asarray(labels.dataobj), expected["sub-03"])
     assert (folder / "group" / "label_volumes_mm3.csv").read_text().splitlines()[1].startswith("n/a,n/a,t1_c,")
     assert "already done" in cli("cohort", folder, "-o", folder, *RUN_OPTIONS)[1]  # its own output is no scan
+
+
+def test_a_local_cluster_leaves_this_process_environment_as_it_was(monkeypatch):
+    # Dask's nanny writes MALLOC_TRIM_THRESHOLD_ into os.environ for the workers it spawns;
+    # niftyport gives the environment back, so a later run here keeps glibc's malloc defaults.
+    pytest.importorskip("distributed", reason="dask not installed (pip install '.[cohort]')")
+    from niftyport.cohort.engine import ClusterSpec, open_client
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    before = dict(os.environ)
+    with open_client(ClusterSpec(workers=1, processes=True, dashboard=False)) as client:
+        assert client.submit(os.getenv, "MALLOC_TRIM_THRESHOLD_").result() is not None  # the worker's
+    assert dict(os.environ) == before

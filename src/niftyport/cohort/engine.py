@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -83,12 +84,30 @@ def open_client(spec: ClusterSpec) -> Iterator:
             yield client
         return
     dashboard = ":0" if spec.dashboard and _has_bokeh() else None
-    with LocalCluster(n_workers=spec.workers, threads_per_worker=1, processes=spec.processes,
+    with _environment_restored(), LocalCluster(n_workers=spec.workers, threads_per_worker=1, processes=spec.processes,
                       host="127.0.0.1", protocol="tcp://", dashboard_address=dashboard,
                       memory_limit=spec.memory_limit,
                       silence_logs=logging.ERROR) as cluster, \
             Client(cluster, set_as_default=False) as client:
         yield client
+
+
+@contextlib.contextmanager
+def _environment_restored() -> Iterator[None]:
+    """Give the process its environment back when the local cluster closes.
+
+    Dask's nanny writes its ``pre-spawn-environ`` settings (``MALLOC_TRIM_THRESHOLD_``)
+    into this process's ``os.environ`` for the workers it spawns; left there, they
+    would read as the user's malloc tuning to a later run in the same process
+    (:func:`niftyport.inference.engines.can_reuse_freed_memory`).
+    """
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
+        os.environ.update(saved)
 
 
 def dashboard_link(client) -> str | None:
