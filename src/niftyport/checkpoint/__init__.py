@@ -34,7 +34,7 @@ from .filter import classify
 #: Name of TensorFlow's checkpoint state file in a model folder.
 STATE_FILE = "checkpoint"
 _DATA_SUFFIX = re.compile(r"\.data-\d{5}-of-\d{5}$")
-_STATE_LINE = re.compile(r'^\s*model_checkpoint_path\s*:\s*"((?:[^"\\]|\\.)*)"\s*$', re.MULTILINE)
+_STATE_ENTRY = re.compile(r'^\s*(model_checkpoint_path|all_model_checkpoint_paths)\s*:\s*"((?:[^"\\]|\\.)*)"\s*$')
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,27 @@ class VariableInfo:
         return not self.unreadable
 
 
+# --------------------------------------------------------------------------- the state file
+
+def state_text(names: list[str]) -> str:
+    """TensorFlow's ``checkpoint`` state file naming the checkpoints ``names`` (the last one the latest)."""
+    return f'model_checkpoint_path: "{names[-1]}"\n' + "".join(f'all_model_checkpoint_paths: "{n}"\n' for n in names)
+
+
+def state_entries(text: str) -> list[tuple[str, str]]:
+    """The ``(key, path)`` lines of a ``checkpoint`` state file, in order, paths unescaped.
+
+    >>> state_entries(state_text(["model.ckpt-1", "model.ckpt-2"]))[0]
+    ('model_checkpoint_path', 'model.ckpt-2')
+    """
+    entries = []
+    for line in text.splitlines():
+        match = _STATE_ENTRY.match(line)
+        if match:
+            entries.append((match.group(1), match.group(2).replace('\\"', '"').replace("\\\\", "\\")))
+    return entries
+
+
 # --------------------------------------------------------------------------- paths
 
 def index_path(prefix: Path) -> Path:
@@ -81,10 +102,11 @@ def _prefix_from_folder(folder: Path) -> Path:
         found = ", ".join(p.name for p in candidates) or "none"
         raise CheckpointError(f"{folder}: folder without a '{STATE_FILE}' file; pass a checkpoint prefix "
                               f"(.index files found: {found})")
-    match = _STATE_LINE.search(state.read_text(encoding="utf-8", errors="replace"))
-    if match is None:
+    latest = [path for key, path in state_entries(state.read_text(encoding="utf-8", errors="replace"))
+              if key == "model_checkpoint_path"]
+    if not latest:
         raise CheckpointError(f"{state}: no model_checkpoint_path line")
-    named = Path(match.group(1).replace('\\"', '"').replace("\\\\", "\\"))
+    named = Path(latest[0])
     prefix = named if named.is_absolute() else folder / named
     if not index_path(prefix).is_file() and named.is_absolute():
         # a folder copied from the training machine still names its old absolute path
@@ -300,7 +322,6 @@ def write_checkpoint(prefix: str | os.PathLike, tensors: Mapping[str, np.ndarray
         with atomic_output(path) as tmp:
             tmp.write_bytes(payload)
     if state_file:
-        state = f'model_checkpoint_path: "{prefix.name}"\nall_model_checkpoint_paths: "{prefix.name}"\n'
         with atomic_output(prefix.parent / STATE_FILE) as tmp:
-            tmp.write_text(state, encoding="utf-8")
+            tmp.write_text(state_text([prefix.name]), encoding="utf-8")
     return prefix

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checkpoint import STATE_FILE, checkpoint_files
+from ..checkpoint import STATE_FILE, checkpoint_files, state_entries, state_text
 from ..outputs import write_text_atomic
 
 __all__ = ["RESUME_SUFFIX", "ResumeState", "complete_checkpoints", "listed_checkpoints", "read_resume_state",
@@ -35,7 +35,6 @@ __all__ = ["RESUME_SUFFIX", "ResumeState", "complete_checkpoints", "listed_check
 
 #: the sidecar of a checkpoint prefix
 RESUME_SUFFIX = ".resume.json"
-_LINE = re.compile(r'^\s*(model_checkpoint_path|all_model_checkpoint_paths)\s*:\s*"((?:[^"\\]|\\.)*)"\s*$')
 _ITER = re.compile(r"-(\d+)$")
 
 
@@ -74,9 +73,7 @@ def read_resume_state(prefix: Path) -> ResumeState:
 
 def write_index(models: Path, prefixes: Sequence[Path]) -> Path:
     """The ``checkpoint`` index naming ``prefixes`` (the last one the latest), TensorFlow's format."""
-    names = [p.name for p in prefixes]
-    text = f'model_checkpoint_path: "{names[-1]}"\n' + "".join(f'all_model_checkpoint_paths: "{n}"\n' for n in names)
-    return write_text_atomic(models / STATE_FILE, text)
+    return write_text_atomic(models / STATE_FILE, state_text([p.name for p in prefixes]))
 
 
 def listed_checkpoints(models: Path) -> list[Path]:
@@ -85,10 +82,9 @@ def listed_checkpoints(models: Path) -> list[Path]:
     if not index.is_file():
         return []
     names: list[str] = []
-    for line in index.read_text(encoding="utf-8", errors="replace").splitlines():
-        match = _LINE.match(line)
-        if match and match.group(2) not in names:
-            names.append(match.group(2).replace('\\"', '"').replace("\\\\", "\\"))
+    for _, name in state_entries(index.read_text(encoding="utf-8", errors="replace")):
+        if name not in names:
+            names.append(name)
     return [Path(n) if Path(n).is_absolute() else models / n for n in names]
 
 
