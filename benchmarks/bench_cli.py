@@ -5,7 +5,9 @@ Table 1 (end to end, one process per row, start to label map written):
   (a) tutorial loop -- the scan preprocessed as NiftyNet does, then every window of
       NiftyNet's grid through eager PyTorch, one at a time, stitched, un-padded, written;
   (b) ``niftyport parcellate SCAN`` with default options (``--mode niftynet``);
-  (c) ``niftyport parcellate SCAN --mode full``; other modes with ``--modes``.
+  (c) ``niftyport parcellate SCAN --mode full``;
+  (f) ``niftyport parcellate SCAN --mode full-winograd`` (its labels also against (c)'s);
+  other modes with ``--modes``.
 
 Each row is a child process; its wall time is measured from its start to its
 exit, its CPU time (user + system, all threads) and peak resident memory come
@@ -56,7 +58,8 @@ DEFAULT_WEIGHTS = SHARED / "models" / "highres3dnet_li_parameters-7d297872.pth"
 QUICK_CROP, QUICK_WINDOW = 36, 32
 STAGES = ("startup", "preprocessing", "weights", "network", "restore", "writing")
 LABELS = {"tutorial": "(a) tutorial loop", "niftynet": "(b) niftynet (default)", "full": "(c) full",
-          "niftynet-fast": "(d) niftynet-fast", "full-eager": "(e) full-eager"}
+          "niftynet-fast": "(d) niftynet-fast", "full-eager": "(e) full-eager",
+          "full-winograd": "(f) full-winograd"}
 
 
 def _env() -> dict:
@@ -192,7 +195,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: a central {QUICK_CROP}^3 crop of the scan, {QUICK_WINDOW}^3 windows "
                         "(--window on every row), all loop windows")
-    p.add_argument("--modes", nargs="+", default=["niftynet", "full"],
+    p.add_argument("--modes", nargs="+", default=["niftynet", "full", "full-winograd"],
                    choices=[m for m in LABELS if m != "tutorial"], help="command rows (default: %(default)s)")
     p.add_argument("--loop-windows", default=None,
                    help="time K of the loop's windows and extrapolate, or 'all' (default: 4; all with --quick)")
@@ -326,6 +329,11 @@ def report(results: dict, tmp: Path) -> int:
             if mode == "niftynet" and differ:
                 print("ERROR: niftynet mode must give the tutorial loop's labels", file=sys.stderr)
                 status = 1
+    if "full" in results and "full-winograd" in results:  # the same function, other arithmetic
+        full = np.asarray(nib.load(results["full"]["labels"]).dataobj)
+        wino = np.asarray(nib.load(results["full-winograd"]["labels"]).dataobj)
+        print(f"{LABELS['full-winograd']} vs {LABELS['full']} on every voxel: "
+              f"{int((full != wino).sum())} of {full.size} voxels differ")
     return status
 
 

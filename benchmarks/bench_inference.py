@@ -5,7 +5,8 @@ Times, on one real scan preprocessed as NiftyNet does (1 mm, padded, whitened):
   (a) tutorial  -- NiftyNet's window grid, eager PyTorch, one window at a time;
   (b) niftynet  -- ``run_mode("niftynet")``: the same labels, computed faster;
   (c) full      -- ``run_mode("full")``: whole-volume output in halo tiles;
-  (d) niftynet-fast -- only with ``--modes``.
+  (d) niftynet-fast -- only with ``--modes``;
+  (f) full-winograd -- ``run_mode("full-winograd")``: as (c), Winograd F(4,3) convolutions.
 
 niftyport's modes compute only the voxels that survive un-padding, as
 ``niftyport parcellate`` does; labels are compared there.
@@ -42,7 +43,8 @@ DEFAULT_HOME = SHARED / "models" / "niftynet"
 DEFAULT_WEIGHTS = SHARED / "models" / "highres3dnet_li_parameters-7d297872.pth"
 QUICK_SHAPE, QUICK_WINDOW = (56, 56, 56), 32
 LABELS = {"tutorial": "(a) tutorial loop", "niftynet": "(b) niftynet", "full": "(c) full",
-          "niftynet-fast": "(d) niftynet-fast", "full-eager": "(e) full-eager"}
+          "niftynet-fast": "(d) niftynet-fast", "full-eager": "(e) full-eager",
+          "full-winograd": "(f) full-winograd"}
 
 
 def _peak_rss() -> int:
@@ -162,7 +164,7 @@ def main(argv=None) -> int:
     p.add_argument("scan", nargs="?", type=Path, default=DEFAULT_SCAN, help="T1 NIfTI (default: %(default)s)")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: a central {QUICK_SHAPE[0]}^3 crop with {QUICK_WINDOW}^3 windows")
-    p.add_argument("--modes", nargs="+", default=["tutorial", "niftynet", "full"],
+    p.add_argument("--modes", nargs="+", default=["tutorial", "niftynet", "full", "full-winograd"],
                    choices=list(LABELS), help="what to time (default: %(default)s)")
     p.add_argument("--window", type=int, help="window side (default 128, 32 with --quick)")
     p.add_argument("--border", type=int, default=2)

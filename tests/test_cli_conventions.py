@@ -32,7 +32,7 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_mode_and_device_list_their_choices_in_help(capsys):
     assert main(["parcellate", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    for choice in ("niftynet", "niftynet-fast", "full", "full-eager"):
+    for choice in ("niftynet", "niftynet-fast", "full", "full-eager", "full-winograd"):
         assert choice in text
     assert "[auto|cpu|cuda|cuda:N]" in text
 

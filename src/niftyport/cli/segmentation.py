@@ -52,7 +52,7 @@ def _run_options(f):
         click.option("--threads", type=click.IntRange(min=1), cls=MachineDefaultOption,
                      default_key="threads"),
         click.option("--mode", type=click.Choice(list(MODES)), default="niftynet", show_default=True,
-                     help="niftynet: NiftyNet's exact output; niftynet-fast, full, full-eager trade it for speed "
+                     help="niftynet: NiftyNet's exact output; niftynet-fast, full, full-eager, full-winograd trade it for speed "
                           "(see the README's Speed section)."),
         click.option("--max-memory", cls=MachineDefaultOption, default_key="max_memory"),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar, errors only."),

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from . import winograd
 from .aggregation import GridAggregator
 from ..errors import OptionError
 from ..network import HighRes3DNet
@@ -69,6 +70,7 @@ __all__ = ["MODES", "ENGINES", "run_mode", "segment_grid", "segment_full", "pars
 ENGINES = {
     "eager": "eager PyTorch's convolution backends: logits bit for bit as model(x)",
     "fast": "oneDNN direct convolutions, channels-last: ~2x faster, logits within ~1e-5",
+    "winograd": "as 'fast', the 3x3x3 layers by Winograd F(4,3) (a C kernel): logits within ~1e-4",
 }
 
 #: The largest working-memory budget used when none is given; the default follows the
@@ -80,7 +82,7 @@ DEFAULT_MAX_MEMORY = MAX_DEFAULT_MEMORY
 #: once (block input, convolution input, its output or crop) plus oneDNN's
 #: scratch. Measured on CPU over a 128^3 window (eager, 15.0) and a whole
 #: 196 x 276 x 196 head (fast, 12.1), workspace included; with some margin.
-BYTES_PER_VALUE = {"eager": 16, "fast": 13}
+BYTES_PER_VALUE = {"eager": 16, "fast": 13, "winograd": 13}
 
 #: The same while freed activations are kept for reuse (:func:`reuse_freed_memory`, used by
 #: the ``niftynet`` mode): the heap also holds freed blocks that the next, differently
@@ -146,10 +148,11 @@ class _Convolutions:
         self.device = device
         self.reference_shape = tuple(int(s) for s in reference_shape)
         self.threads = torch.get_num_threads()
-        self.memory_format = (torch.channels_last_3d if engine == "fast"
+        self.memory_format = (torch.channels_last_3d if engine in ("fast", "winograd")
                               else torch.contiguous_format)
         self._weights: dict[int, torch.Tensor] = {}
         self.flops = 0  # convolution FLOPs run so far
+        self.spares: _Spares | None = None  # buffers the fused blocks recycle across regions
 
     def _weight(self, conv: torch.nn.Conv3d) -> torch.Tensor:
         key = id(conv)
@@ -157,13 +160,53 @@ class _Convolutions:
             self._weights[key] = conv.weight.detach().contiguous(memory_format=self.memory_format)
         return self._weights[key]
 
-    def __call__(self, conv: torch.nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
-        """``conv`` with its own zero padding ('SAME'), output in the engine's memory format."""
+    def _by_winograd(self, conv: torch.nn.Conv3d) -> bool:
+        return self.engine == "winograd" and self.device.type == "cpu" and winograd.supports(conv)
+
+    def winograd(self, conv: torch.nn.Conv3d) -> torch.Tensor:
+        """The Winograd-domain weights of ``conv`` (:func:`winograd.transform_weight`), once."""
+        key = ("winograd", id(conv))
+        if key not in self._weights:
+            self._weights[key] = winograd.transform_weight(conv.weight)
+        return self._weights[key]
+
+    def affine(self, bn: torch.nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:
+        """``bn`` (eval mode) as per-channel ``(scale, shift)`` (:func:`winograd.affine`), once."""
+        key = ("affine", id(bn))
+        if key not in self._weights:
+            self._weights[key] = winograd.affine(bn)
+        return self._weights[key]
+
+    def fuses(self, block) -> bool:
+        """Whether a residual block runs as two fused Winograd calls (:func:`_fused_block`)."""
+        return (self._by_winograd(block.conv_0) and self._by_winograd(block.conv_1)
+                and not block.bn_0.training and not block.bn_1.training
+                and block.bn_0.running_mean is not None and block.bn_1.running_mean is not None)
+
+    def __call__(self, conv: torch.nn.Conv3d, x: torch.Tensor, crop: Box | None = None) -> torch.Tensor:
+        """``conv`` with its own zero padding ('SAME'), output in the engine's memory format.
+
+        ``crop``: only this box of the output is wanted (coordinates of ``x``'s
+        voxels); the Winograd kernel computes just that, the others crop after.
+        """
+        if self._by_winograd(conv):
+            box = crop or Box.of_shape(x.shape[2:])
+            self.flops += winograd.flops(box.shape, conv.in_channels, conv.out_channels,
+                                         conv.dilation[0]) * x.shape[0]
+            return winograd.conv3d(x, self.winograd(conv), dilation=conv.dilation[0],
+                                   lo=box.lo, shape=box.shape, bias=conv.bias)
+        out = self._direct(conv, x)
+        if crop is None or crop == Box.of_shape(out.shape[2:]):
+            return out
+        return out[(slice(None), slice(None)) + crop.slices()].contiguous(
+            memory_format=self.memory_format)
+
+    def _direct(self, conv: torch.nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
         w = self._weight(conv)
         args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
         if self.device.type != "cpu" or not torch.backends.mkldnn.is_available():
             out = F.conv3d(x, w, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
-        elif self.engine == "fast":
+        elif self.engine in ("fast", "winograd"):
             out = torch.mkldnn_convolution(x, w, conv.bias, *args)
         elif eager_uses_onednn(conv, (1, conv.in_channels) + self.reference_shape, self.threads):
             out = torch.mkldnn_convolution(x, w, conv.bias, *args)
@@ -300,16 +343,16 @@ class _Region:
         self.box = next(self._next)
         self.memory_format = memory_format
 
-    def after(self, out: torch.Tensor) -> torch.Tensor:
-        """A convolution's output over the current box, cropped to where later layers still read."""
-        return self._crop(out, next(self._next))
+    def step(self) -> Box:
+        """Moves on to the next box; returns it relative to the one before (the crop of the
+        convolution that produces it)."""
+        old, self.box = self.box, next(self._next)
+        return Box(np.subtract(self.box.lo, old.lo), np.subtract(self.box.hi, old.lo))
 
-    def _crop(self, x: torch.Tensor, box: Box) -> torch.Tensor:
-        old, self.box = self.box, box
-        if box == old:
-            return x
-        return x[(slice(None), slice(None)) + box.slices(old.lo)].contiguous(
-            memory_format=self.memory_format)
+    def conv(self, run: _Convolutions, conv: torch.nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+        """``conv`` of the activation over the current box, on the next box only (where later
+        layers still read it)."""
+        return run(conv, x, self.step())
 
 
 def engine_input_box(region: Box, domain: Box, steps, *, engine: str,
@@ -337,16 +380,18 @@ def _trunk(model: HighRes3DNet, x: torch.Tensor, region: Box, domain: Box,
     at = _Region(_layer_boxes(region, domain, conv_steps(model),
                               _row_alignment(run.engine, run.device, domain)), run.memory_format)
     x = x.contiguous(memory_format=run.memory_format)
-    x = _bn_(model.conv_0.bn, at.after(run(model.conv_0.conv, x))).relu_()
+    x = _bn_(model.conv_0.bn, at.conv(run, model.conv_0.conv, x)).relu_()
+    spares = run.spares if run.spares is not None else _Spares()
     for name in model.block_names:
         block = getattr(model, name)
+        if run.fuses(block):
+            x = _fused_block(block, x, at, run, spares)
+            continue
         before = at.box
         t = block.bn_0(x).relu_()  # x is the shortcut: a new tensor
-        t = run(block.conv_0, t)  # rebinding frees the input before the crop copies
-        t = at.after(t)
+        t = at.conv(run, block.conv_0, t)  # rebinding frees the input before the crop copies
         t = _bn_(block.bn_1, t).relu_()
-        t = run(block.conv_1, t)
-        t = at.after(t)
+        t = at.conv(run, block.conv_1, t)
         shortcut = x[(slice(None), slice(None)) + at.box.slices(before.lo)]
         if block.channel_pad != (0, 0):
             shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, 0, *block.channel_pad))
@@ -354,6 +399,81 @@ def _trunk(model: HighRes3DNet, x: torch.Tensor, region: Box, domain: Box,
         x = t
         del t, shortcut
     return x, at.box
+
+
+class _Spares:
+    """Activations a region no longer reads, whose memory the next convolution outputs reuse.
+
+    Each fresh activation costs the kernel a page fault and a zeroed page per 4 KiB
+    (a fifth of ``full`` mode's CPU time went there). Here new buffers are made
+    ``capacity`` values large (the largest activation of the run's regions:
+    :func:`~niftyport.tiling.region_values`), and a dead block's two activations
+    become the next block's two outputs, from region to region: three such buffers
+    serve a whole run, which is no more than the widest block holds anyway. Only the
+    fused Winograd blocks use it: there the engine knows exactly when an activation
+    is dead.
+    """
+
+    def __init__(self, capacity: int = 0):
+        self.capacity = int(capacity)
+        self._free: list[torch.Tensor] = []  # flat float32 buffers of dead activations
+        self._owned: dict[int, torch.Tensor] = {}  # address -> every buffer made here
+
+    def take(self, shape) -> torch.Tensor:
+        """A channels-last ``(N, C, X, Y, Z)`` float32 tensor over the smallest spare that
+        holds ``shape``, else over a new buffer (spares too small for it are let go:
+        later activations of a region are no larger)."""
+        need = math.prod(shape)
+        fits = [t for t in self._free if t.numel() >= need]
+        if fits:
+            best = min(fits, key=torch.Tensor.numel)
+            self._free = [t for t in self._free if t is not best]
+        else:
+            for r in self._free:  # too small for what comes next: let them go
+                del self._owned[r.data_ptr()]
+            self._free.clear()
+            best = torch.empty(max(need, self.capacity), dtype=torch.float32)
+            self._owned[best.data_ptr()] = best
+        n, c, *spatial = shape
+        return best[:need].view(n, *spatial, c).permute(0, 4, 1, 2, 3)
+
+    def give(self, t: torch.Tensor) -> None:
+        """``t`` is dead: nobody reads it any more. Kept if it is one of this pool's
+        buffers, so that the same few buffers serve every block; others are let go."""
+        root = self._owned.get(t.data_ptr())
+        if root is not None and all(r is not root for r in self._free):
+            self._free.append(root)
+
+
+def _fused_block(block, x: torch.Tensor, at: _Region, run: _Convolutions,
+                 spares: _Spares) -> torch.Tensor:
+    """A residual block as two Winograd calls: ``relu(bn_0(x))`` fused into the first
+    convolution's input, ``relu(bn_1(.))`` into its output, the (channel-padded)
+    shortcut added in the second's output (``HighResBlock.forward``, up to rounding).
+
+    ``x`` (channels-last, the activation over ``at.box``) is handed to ``spares``: the
+    caller must not read it afterwards."""
+    before = at.box
+    crop0 = at.step()
+    d = block.conv_0.dilation[0]
+    n = x.shape[0]
+    t = winograd.conv3d(x, run.winograd(block.conv_0), dilation=d, lo=crop0.lo,
+                        shape=crop0.shape, bias=block.conv_0.bias, pre=run.affine(block.bn_0),
+                        post=run.affine(block.bn_1), relu=True,
+                        out=spares.take((n, block.conv_0.out_channels) + crop0.shape))
+    middle = at.box
+    crop1 = at.step()
+    y = winograd.conv3d(t, run.winograd(block.conv_1), dilation=d, lo=crop1.lo,
+                        shape=crop1.shape, bias=block.conv_1.bias, residual=x,
+                        residual_lo=np.subtract(at.box.lo, before.lo),
+                        channel_lo=block.channel_pad[0],
+                        out=spares.take((n, block.conv_1.out_channels) + crop1.shape))
+    run.flops += sum(winograd.flops(c.shape, conv.in_channels, conv.out_channels, d) * n
+                     for c, conv in ((crop0, block.conv_0), (crop1, block.conv_1)))
+    del middle
+    spares.give(x)
+    spares.give(t)
+    return y
 
 
 def _head(model: HighRes3DNet, h: torch.Tensor, run: _Convolutions) -> torch.Tensor:
@@ -380,14 +500,22 @@ def region_logits(model: HighRes3DNet, x: torch.Tensor, region: Box, domain: Box
 
 
 def _region_labels(model: HighRes3DNet, x: torch.Tensor, region: Box, domain: Box,
-                   run: _Convolutions) -> torch.Tensor:
+                   run: _Convolutions, *, head_reuse: bool = False) -> torch.Tensor:
     """Labels ``(N, *region.shape)`` int32 of ``region`` (see :func:`_trunk`), the head run
-    in slabs of :data:`HEAD_VOXELS` voxels."""
+    in slabs of :data:`HEAD_VOXELS` voxels.
+
+    ``head_reuse``: the slabs (equal sizes, tens of MB each) reuse each other's freed
+    memory (:func:`reuse_freed_memory`; not inside a run that already does)."""
     x, box = _trunk(model, x, region, domain, run)
     labels = torch.empty((x.shape[0],) + box.shape, dtype=torch.int32, device=x.device)
     step = max(1, HEAD_VOXELS // max(1, x.shape[0] * box.shape[1] * box.shape[2]))
-    for start in range(0, box.shape[0], step):
-        labels[:, start:start + step] = _head(model, x[:, :, start:start + step], run).argmax(dim=1)
+    with reuse_freed_memory(head_reuse and x.device.type == "cpu"):
+        for start in range(0, box.shape[0], step):
+            labels[:, start:start + step] = _head(model, x[:, :, start:start + step],
+                                                  run).argmax(dim=1)
+    if run.spares is not None:
+        run.spares.give(x)
+    del x
     return labels[(slice(None),) + region.slices(box.lo)]
 
 
@@ -775,11 +903,15 @@ def segment_full(model: torch.nn.Module, volume: np.ndarray, *,
                  sum(region_work(t, domain, steps) for t in tiles) / 1e12,
                  region_work(domain, domain, steps) / 1e12)
         run = _Convolutions(engine, device, spatial)
+        if engine == "winograd":
+            run.spares = _Spares(max(region_values(t, domain, steps) for t in tiles))
         labels = np.zeros(spatial, dtype=np.int32)
         for t in _progress(tiles, len(tiles), progress, "tiles", "tile"):
             x = _inputs(source, [engine_input_box(t, domain, steps, engine=engine, device=device)],
                         device)
-            labels[t.slices()] = _region_labels(model, x, t, domain, run)[0].cpu().numpy()
+            labels[t.slices()] = _region_labels(model, x, t, domain, run,
+                                                head_reuse=True)[0].cpu().numpy()
+        run.spares = None
         if stats is not None:
             stats.update(flops=run.flops, regions=len(tiles))
         return labels
@@ -787,7 +919,8 @@ def segment_full(model: torch.nn.Module, volume: np.ndarray, *,
 
 # --- the pipeline's entry point ---------------------------------------------------------------
 
-#: Inference modes: name -> one-line description (``niftynet`` is the default).
+#: The ``full`` modes and the engine each runs.
+FULL_ENGINES = {"full": "fast", "full-eager": "eager", "full-winograd": "winograd"}
 
 
 def run_mode(mode: str, model: torch.nn.Module, volume: np.ndarray, *,
@@ -807,8 +940,8 @@ def run_mode(mode: str, model: torch.nn.Module, volume: np.ndarray, *,
                             compute_batch=compute_batch, device=device, progress=progress,
                             engine="eager" if mode == "niftynet" else "fast",
                             max_memory=max_memory, threads=threads, stats=stats, keep=keep)
-    if mode in ("full", "full-eager"):
+    if mode in FULL_ENGINES:
         return segment_full(model, volume, max_memory=max_memory, tile=tile, device=device,
-                            progress=progress, engine="fast" if mode == "full" else "eager",
+                            progress=progress, engine=FULL_ENGINES[mode],
                             threads=threads, stats=stats, keep=keep)
     raise OptionError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
