@@ -1,5 +1,11 @@
 """Winograd F(2,3) / F(4,3) convolutions against the ``fast`` engine's direct ones, in one run.
 
+Variants: oneDNN's direct channels-last convolution (what ``full`` mode runs);
+the torch-operation Winograd of :mod:`winograd_conv` (the first experiment,
+kept beside this file); and the C kernel of ``--mode full-winograd``
+(:mod:`niftyport.inference.winograd`, the transforms and products fused chunk
+by chunk in a core's cache).
+
 Two parts, each timing the variants interleaved (so that load from other jobs
 hits all alike) and reporting ratios to the direct convolution:
 
@@ -81,6 +87,14 @@ def bench_layer(side: int, cin: int, cout: int, dilation: int, *, ms=(4,), chunk
                     lambda u=u, m=m, mb=mb, k=k: winograd_conv3d(
                         x, u, m=m, dilation=d, chunk_bytes=int(mb * 2**20), workers=k,
                         workspace=workspace))
+    from niftyport.inference import winograd
+
+    if winograd.supports(torch.nn.Conv3d(cin, cout, 3, padding=d, dilation=d)):
+        u_c = winograd.transform_weight(w)
+        out = torch.empty(x.shape[:1] + (cout,) + x.shape[2:]).contiguous(
+            memory_format=torch.channels_last_3d)  # reused, as full-winograd's buffers are
+        variants["F(4,3) C kernel (full-winograd)"] = (
+            lambda: winograd.conv3d(x, u_c, dilation=d, out=out))
     errors = {name: float((fn()[:, :, :c, :c, :c].double() - ref).abs().max() / ref.abs().max())
               for name, fn in variants.items()}
     times = _interleaved(variants, repeat)
@@ -139,6 +153,24 @@ def winograd_convs(model, min_channels: int, m: int = 4):
     return conv3
 
 
+def kernel_convs(model):
+    """``conv3`` for :func:`network_forward`: the C kernel of ``--mode full-winograd`` for every
+    3x3x3 convolution it takes (not fused here: the same steps as the other variants)."""
+    import torch
+
+    from niftyport.inference import winograd
+
+    weights = {id(c): winograd.transform_weight(c.weight) for c in model.modules()
+               if isinstance(c, torch.nn.Conv3d) and winograd.supports(c)}
+
+    def conv3(conv, x):
+        if id(conv) not in weights:
+            return _direct(conv, x)
+        return winograd.conv3d(x, weights[id(conv)], dilation=conv.dilation[0])
+
+    return conv3
+
+
 def bench_network(side: int, repeat: int, widths=(64, 32, 16)) -> None:
     import numpy as np
     import torch
@@ -156,6 +188,7 @@ def bench_network(side: int, repeat: int, widths=(64, 32, 16)) -> None:
 
     variants = {"direct (oneDNN, channels-last)": _direct}
     variants |= {f"F(4,3) for >= {c} channels": winograd_convs(model, c) for c in widths}
+    variants["F(4,3) C kernel, >= 16 channels"] = kernel_convs(model)
     with torch.inference_mode():
         x = crop(48)
         ref = model.double()(x.double())
