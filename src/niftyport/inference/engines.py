@@ -344,14 +344,12 @@ def _layer_boxes(region: Box, domain: Box, steps, align) -> list[Box]:
 class _Region:
     """Book-keeping for one region: which box the current activation covers.
 
-    After each convolution the activation is cropped to the next of the
-    region's :func:`_layer_boxes`.
+    Each convolution's output covers the next of the region's :func:`_layer_boxes`.
     """
 
-    def __init__(self, boxes: list[Box], memory_format):
+    def __init__(self, boxes: list[Box]):
         self._next = iter(boxes)
         self.box = next(self._next)
-        self.memory_format = memory_format
 
     def step(self) -> Box:
         """Moves on to the next box; returns it relative to the one before (the crop of the
@@ -388,7 +386,7 @@ def _trunk(model: HighRes3DNet, x: torch.Tensor, region: Box, domain: Box,
         widened as the engine needs.
     """
     at = _Region(_layer_boxes(region, domain, conv_steps(model),
-                              _row_alignment(run.engine, run.device, domain)), run.memory_format)
+                              _row_alignment(run.engine, run.device, domain)))
     x = x.contiguous(memory_format=run.memory_format)
     x = _bn_(model.conv_0.bn, at.conv(run, model.conv_0.conv, x)).relu_()
     spares = run.spares if run.spares is not None else _Spares()
@@ -471,7 +469,6 @@ def _fused_block(block, x: torch.Tensor, at: _Region, run: _Convolutions,
                         shape=crop0.shape, bias=block.conv_0.bias, pre=run.affine(block.bn_0),
                         post=run.affine(block.bn_1), relu=True,
                         out=spares.take((n, block.conv_0.out_channels) + crop0.shape))
-    middle = at.box
     crop1 = at.step()
     y = winograd.conv3d(t, run.winograd(block.conv_1), dilation=d, lo=crop1.lo,
                         shape=crop1.shape, bias=block.conv_1.bias, residual=x,
@@ -480,7 +477,6 @@ def _fused_block(block, x: torch.Tensor, at: _Region, run: _Convolutions,
                         out=spares.take((n, block.conv_1.out_channels) + crop1.shape))
     run.flops += sum(winograd.flops(c.shape, conv.in_channels, conv.out_channels, d) * n
                      for c, conv in ((crop0, block.conv_0), (crop1, block.conv_1)))
-    del middle
     spares.give(x)
     spares.give(t)
     return y
